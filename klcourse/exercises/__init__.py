@@ -1,0 +1,9 @@
+"""Self-checking exercises: ``check("chapter.short-name", answer)`` and ``list_exercises()``.
+
+The registry lives in :mod:`klcourse.exercises.core`; checkers in :mod:`klcourse.exercises.checkers`;
+each chapter's exercises in ``klcourse/exercises/<chapter-slug>.py``.
+"""
+
+from klcourse.exercises.core import Exercise, Feedback, check, evaluate, get_exercise, list_exercises, register
+
+__all__ = ["Exercise", "Feedback", "check", "evaluate", "get_exercise", "list_exercises", "register"]

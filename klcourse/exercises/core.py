@@ -1,0 +1,206 @@
+"""The exercise registry and ``check``.
+
+Each chapter registers its exercises in ``klcourse/exercises/<chapter-slug>.py`` with :func:`register`.
+A reader calls ``check("chapter.short-name", answer)``; the registered checker returns a
+:class:`Feedback` that says whether the answer is right and, when it is not, why — without ever
+revealing the expected value.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: Status values a :class:`Feedback` can carry.
+CORRECT, WRONG, NOT_ANSWERED, INVALID = "correct", "wrong", "not answered", "invalid"
+
+#: MIME type of the machine-readable copy of each check result (read by ``klcourse grade``).
+FEEDBACK_MIME = "application/vnd.klcourse.feedback+json"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer.
+
+    Attributes
+    ----------
+    exercise_id : str
+    passed : bool
+    message : str
+        One or two sentences for the learner; never contains the expected value.
+    status : str
+        ``"correct"``, ``"wrong"``, ``"not answered"`` or ``"invalid"`` (wrong type or shape).
+    misconception : str or None
+        Name of the recognised misconception, e.g. ``"bits"`` or ``"swapped"``.
+    """
+
+    exercise_id: str
+    passed: bool
+    message: str
+    status: str = WRONG
+    misconception: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        mark = "✅" if self.passed else ("…" if self.status == NOT_ANSWERED else "❌")
+        return f"{mark} [{self.exercise_id}] {self.message}"
+
+    def to_dict(self) -> dict:
+        return {
+            "exercise_id": self.exercise_id,
+            "passed": self.passed,
+            "status": self.status,
+            "message": self.message,
+            "misconception": self.misconception,
+        }
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        colour = "#1a7f37" if self.passed else ("#6e7781" if self.status == NOT_ANSWERED else "#cf222e")
+        text = html.escape(str(self))
+        return {
+            "text/plain": str(self),
+            "text/html": f'<div class="klcourse-feedback" style="color:{colour}">{text}</div>',
+            FEEDBACK_MIME: self.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a checker returns; :func:`check` turns it into a :class:`Feedback`."""
+
+    passed: bool
+    message: str
+    status: str = WRONG
+    misconception: str | None = None
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A registered exercise."""
+
+    id: str
+    title: str
+    kind: str
+    checker: Callable[[object], Verdict] = field(repr=False)
+
+    @property
+    def chapter(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+KINDS = ("number", "array", "function", "choice", "counterexample", "predict")
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def register(exercise_id: str, *, title: str, kind: str, checker: Callable[[object], Verdict]) -> Exercise:
+    """Register an exercise under ``"<chapter-slug>.<short-name>"``.
+
+    ``checker`` is usually built with :mod:`klcourse.exercises.checkers`; it receives the
+    answer (never ``...`` or ``None`` — :func:`check` handles those) and returns a :class:`Verdict`.
+    """
+    if exercise_id.count(".") != 1 or not all(exercise_id.split(".")):
+        raise ValueError(f"exercise id must look like 'chapter.short-name', got {exercise_id!r}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown exercise kind {kind!r}; expected one of {KINDS}")
+    if exercise_id in _REGISTRY:
+        raise ValueError(f"exercise {exercise_id!r} is registered twice")
+    exercise = Exercise(exercise_id, title, kind, checker)
+    _REGISTRY[exercise_id] = exercise
+    return exercise
+
+
+def _load_chapters() -> None:
+    """Import every chapter module of this package so that its exercises are registered."""
+    import importlib
+    import pkgutil
+
+    import klcourse.exercises as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in ("core", "checkers"):
+            importlib.import_module(f"klcourse.exercises.{info.name}")
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    _load_chapters()
+    try:
+        return _REGISTRY[exercise_id]
+    except KeyError:
+        close = [k for k in _REGISTRY if k.split(".")[0] == exercise_id.split(".")[0]]
+        hint = f" Exercises in that chapter: {', '.join(sorted(close))}." if close else ""
+        raise KeyError(f"no exercise with id {exercise_id!r}.{hint}") from None
+
+
+def list_exercises(chapter: str | None = None) -> list[Exercise]:
+    """All registered exercises, optionally only those of one chapter slug, sorted by chapter order."""
+    _load_chapters()
+    exercises = [e for e in _REGISTRY.values() if chapter is None or e.chapter == chapter]
+    return sorted(exercises, key=lambda e: (CHAPTERS.index(e.chapter) if e.chapter in CHAPTERS else 99, e.id))
+
+
+#: Chapter slugs in book order (notebook ``book/NN_<slug>.ipynb``).
+CHAPTERS = (
+    "definitions",
+    "relatives",
+    "gaussians",
+    "asymmetry",
+    "numerics",
+    "vae",
+    "em",
+    "distillation",
+    "estimation",
+)
+
+
+def evaluate(exercise_id: str, answer) -> Feedback:
+    """Check ``answer`` without printing anything."""
+    exercise = get_exercise(exercise_id)
+    if answer is ... or answer is None:
+        return Feedback(exercise_id, False, "Not answered yet: replace `...` with your answer.", NOT_ANSWERED)
+    try:
+        verdict = exercise.checker(answer)
+    except Exception as exc:  # a checker must never show a learner a traceback
+        verdict = Verdict(False, f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
+    return Feedback(exercise_id, verdict.passed, verdict.message, verdict.status, verdict.misconception)
+
+
+def check(exercise_id: str, answer) -> Feedback:
+    """Check a learner's answer and show the feedback.
+
+    Parameters
+    ----------
+    exercise_id : str
+        ``"<chapter-slug>.<short-name>"``, as printed next to the exercise.
+    answer
+        A number, array, string or function, depending on the exercise; ``...`` means not answered yet.
+
+    Returns
+    -------
+    Feedback
+        In Jupyter the returned object displays itself; elsewhere it is also printed.
+        ``.passed`` and ``.message`` for scripts.
+    """
+    feedback = evaluate(exercise_id, answer)
+    _RESULTS.append(feedback)
+    if not _in_ipython():
+        print(feedback)  # in Jupyter the returned Feedback displays itself (rich, once)
+    return feedback
+
+
+def _in_ipython() -> bool:
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    return bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
+
+
+#: Every feedback produced in this process, in order (the grader reads it).
+_RESULTS: list[Feedback] = []
+
+
+def results_json() -> str:
+    return json.dumps([f.to_dict() for f in _RESULTS])
