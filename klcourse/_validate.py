@@ -70,6 +70,15 @@ def broadcast_pair(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> tupl
         raise ValueError(f"shape mismatch: {names[0]} has shape {a.shape}, {names[1]} has shape {b.shape}") from None
 
 
+def broadcast_all(arrays, names) -> list[np.ndarray]:
+    """Broadcast several arrays together; on failure name every argument and its shape."""
+    try:
+        return list(np.broadcast_arrays(*arrays))
+    except ValueError:
+        shapes = ", ".join(f"{n} has shape {a.shape}" for n, a in zip(names, arrays, strict=True))
+        raise ValueError(f"shape mismatch: {shapes}") from None
+
+
 def log_base_factor(base) -> float:
     """Divisor turning nats into the requested unit; ``base=None`` means nats."""
     if base is None:

@@ -278,15 +278,20 @@ def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e
         for case in get_cases():
             kwargs = case.kwargs or {}
             try:
-                got = answer(*case.args, **kwargs)
+                with np.errstate(all="ignore"):
+                    got = answer(*case.args, **kwargs)
             except Exception as exc:
                 return Verdict(False, f"Your {name} raised {type(exc).__name__} on {case.description}: {exc}")
             got, problem = _as_array(got)
             if problem:
                 return Verdict(False, f"Your {name} returned something that is not a number on "
                                f"{case.description}. {problem}", INVALID)
-            outputs.append((case, got, np.asarray(reference(*case.args, **kwargs), dtype=float)))
+            with np.errstate(all="ignore"):
+                outputs.append((case, got, np.asarray(reference(*case.args, **kwargs), dtype=float)))
         for case, got, exp in outputs:
+            if np.isnan(got).any() and not np.isnan(exp).any():
+                return Verdict(False, f"Your {name} returns NaN on {case.description}: look for 0·log 0 "
+                               "(terms with p = 0 contribute 0) or 0/0.")
             if not _close(got, exp, rtol, atol):
                 m = _function_misconception(extra, outputs, rtol, atol)
                 if m:
