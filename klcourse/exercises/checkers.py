@@ -133,7 +133,7 @@ def _how_far(answer, expected) -> str:
 def _percent(rel: float) -> str:
     if rel >= 10:
         return f"a factor of {rel + 1:.0f}"
-    return f"{100 * rel:.2g}%"
+    return f"{100 * rel:.3g}%"
 
 
 def _match_misconception(answer, misconceptions, expected, rtol, atol, args=()):

@@ -1,0 +1,245 @@
+"""Student editions: the chapter notebooks with every solution removed.
+
+The instructor notebook (the one in ``book/``) holds the solutions. Its student edition
+
+* replaces each ``solution``-tagged cell by placeholders (``answer = ...``) for the names the cell defines,
+  so that the check cells run and report "not answered yet";
+* removes the folded solution blocks (``solution-start`` … ``solution-end``) and any ``{solution}`` directive;
+* clears outputs, execution counts, attachments and metadata of every cell it keeps;
+* keeps only the selected exercises (statement, placeholder and check cell) when a selection is given.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+
+from klcourse.exercises.core import CHAPTERS
+
+SOLUTION_TAG = "solution"
+PLACEHOLDER_TAG = "answer"
+_CHECK_ID = re.compile(r"""\bcheck\(\s*["']([\w.-]+)["']""")
+_SOLUTION_DIRECTIVE = re.compile(r"(`{3,}|:{3,})\{solution\}.*?\n\1", re.DOTALL)
+
+
+def default_book_dir() -> Path:
+    """The ``book/`` folder of the repository this package was installed from."""
+    return Path(__file__).resolve().parents[1] / "book"
+
+
+def chapter_notebooks(book_dir: Path | None = None, chapters=None) -> dict[str, Path]:
+    """``{slug: path}`` of the chapter notebooks, in book order, optionally only ``chapters``."""
+    book_dir = Path(book_dir or default_book_dir())
+    found = {}
+    for slug in CHAPTERS:
+        matches = sorted(book_dir.glob(f"[0-9][0-9]_{slug}.ipynb"))
+        if matches:
+            found[slug] = matches[0]
+    if chapters:
+        unknown = sorted(set(chapters) - set(found))
+        if unknown:
+            raise ValueError(f"unknown chapter(s) {unknown}; known: {list(found)}")
+        found = {k: v for k, v in found.items() if k in set(chapters)}
+    return found
+
+
+def _source(cell) -> str:
+    return cell.source if isinstance(cell.source, str) else "".join(cell.source)
+
+
+def _tags(cell) -> list:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def defined_names(code: str) -> list[str]:
+    """Top-level names a solution cell binds (assignments, defs, classes), in order of appearance."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+
+    def add(target):
+        if isinstance(target, ast.Name) and target.id not in names:
+            names.append(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                add(element)
+
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            add(ast.Name(node.name))
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                add(target)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            add(node.target)
+    return names
+
+
+def placeholder_source(solution_code: str) -> str:
+    """The code a learner starts from in place of a solution cell."""
+    names = defined_names(solution_code)
+    if not names:
+        return "# Your code here\n"
+    lines = ["# Your answer: replace each `...` (a function you define with `def` may replace its line)."]
+    lines += [f"{name} = ..." for name in names]
+    return "\n".join(lines) + "\n"
+
+
+def _exercise_units(cells) -> list[tuple[int, int, str | None]]:
+    """(first, last, exercise id) spans: from an ``exercise-start`` cell to the check cell that follows."""
+    units, start = [], None
+    for i, cell in enumerate(cells):
+        text = _source(cell)
+        if cell.cell_type == "markdown" and "{exercise-start}" in text:
+            start = i
+        elif cell.cell_type == "code" and start is not None:
+            match = _CHECK_ID.search(text)
+            if match:
+                units.append((start, i, match.group(1)))
+                start = None
+    return units
+
+
+def _clean(cell):
+    """A copy of ``cell`` with outputs, counts, attachments and all metadata but the tags removed."""
+    cell = copy.deepcopy(cell)
+    tags = [t for t in _tags(cell) if t != SOLUTION_TAG]
+    cell["metadata"] = {"tags": tags} if tags else {}
+    cell.pop("attachments", None)
+    if cell.cell_type == "code":
+        cell["outputs"] = []
+        cell["execution_count"] = None
+    return cell
+
+
+def make_student_notebook(nb, *, exercises=None):
+    """Return the student edition of an instructor notebook (``nbformat.NotebookNode``).
+
+    Parameters
+    ----------
+    nb : NotebookNode
+        The instructor notebook.
+    exercises : iterable of str, optional
+        Exercise ids to keep; the other exercises are removed whole. ``None`` keeps every exercise.
+    """
+    cells = nb.cells
+    drop: set[int] = set()
+    kept_ids = []
+    for first, last, exercise_id in _exercise_units(cells):
+        if exercises is not None and exercise_id not in exercises:
+            drop.update(range(first, last + 1))
+        else:
+            kept_ids.append(exercise_id)
+
+    out_cells, in_solution = [], False
+    for i, cell in enumerate(cells):
+        text = _source(cell)
+        if i in drop:
+            continue
+        if cell.cell_type == "markdown" and "{solution-start}" in text:
+            in_solution = "{solution-end}" not in text
+            continue
+        if in_solution:
+            if cell.cell_type == "markdown" and "{solution-end}" in text:
+                in_solution = False
+            elif SOLUTION_TAG in _tags(cell):
+                out_cells.append(_placeholder_cell(cell))
+            continue
+        if SOLUTION_TAG in _tags(cell):
+            out_cells.append(_placeholder_cell(cell))
+            continue
+        cleaned = _clean(cell)
+        if cell.cell_type == "markdown" and "{solution}" in text:
+            cleaned["source"] = _SOLUTION_DIRECTIVE.sub("", text)
+        out_cells.append(cleaned)
+
+    student = nbformat.v4.new_notebook()
+    student.cells = out_cells
+    student.metadata = {
+        key: copy.deepcopy(nb.metadata[key]) for key in ("kernelspec", "language_info") if key in nb.metadata
+    }
+    student.metadata["klcourse"] = {"edition": "student", "exercises": kept_ids}
+    return student
+
+
+def _placeholder_cell(cell):
+    placeholder = nbformat.v4.new_code_cell(placeholder_source(_source(cell)))
+    placeholder["id"] = cell.get("id") or placeholder["id"]
+    placeholder["metadata"] = {"tags": [PLACEHOLDER_TAG]}
+    return placeholder
+
+
+def write_student_edition(outdir, *, chapters=None, exercises=None, book_dir=None) -> list[Path]:
+    """Write the student edition of the chosen chapters into ``outdir``; returns the written paths.
+
+    With ``exercises`` given, a chapter is included only if at least one of its exercises is selected
+    (unless ``chapters`` names it explicitly).
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    selected = set(exercises) if exercises else None
+    if selected is not None:
+        from klcourse.exercises import list_exercises
+
+        known = {e.id for e in list_exercises()}
+        unknown = sorted(selected - known)
+        if unknown:
+            raise ValueError(f"unknown exercise id(s): {unknown}")
+        if not chapters:
+            chapters = sorted({e.split(".")[0] for e in selected})
+    written = []
+    for path in chapter_notebooks(book_dir, chapters).values():
+        nb = nbformat.read(path, as_version=4)
+        student = make_student_notebook(nb, exercises=selected)
+        target = outdir / path.name
+        nbformat.write(student, target)
+        written.append(target)
+    return written
+
+
+def write_student_book(outdir, *, book_dir=None) -> Path:
+    """Write a buildable Jupyter Book of the student edition (for a website without solutions).
+
+    The configuration turns off Sphinx's copies of the sources (``_sources/``), which would otherwise ship
+    the notebooks — solutions included — with the site.
+    """
+    book_dir = Path(book_dir or default_book_dir())
+    root = book_dir.parent
+    outdir = Path(outdir)
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    (outdir / "book").mkdir(parents=True)
+    for item in book_dir.iterdir():
+        if item.suffix != ".ipynb" and item.is_file():
+            shutil.copy2(item, outdir / "book" / item.name)
+    write_student_edition(outdir / "book", book_dir=book_dir)
+    shutil.copy2(root / "_toc.yml", outdir / "_toc.yml")
+    (outdir / "_config.yml").write_text(student_site_config(root / "_config.yml"), encoding="utf-8")
+    return outdir
+
+
+def student_site_config(config_path) -> str:
+    """The book's ``_config.yml`` adapted for a site without solutions.
+
+    Sphinx normally copies every source into ``_sources/`` (the download buttons link there), and the launch
+    buttons open the instructor notebooks: both would hand out the solutions, so both are turned off.
+    """
+    import yaml
+
+    config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    config["title"] = f"{config.get('title', 'klcourse')} (student edition)"
+    config.pop("launch_buttons", None)
+    sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx_config.update({
+        "html_copy_source": False,
+        "html_show_sourcelink": False,
+        "html_theme_options": {"use_download_button": False, "search_bar_text": "Search this book..."},
+    })
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
