@@ -37,9 +37,11 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --keep-going
 	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
 
+# The site without solutions: student notebooks, no _sources/ copies, no download or launch buttons.
 book-student: $(STAMP)
-	$(BIN)/klcourse site-student _build/student
-	@echo "Open $(CURDIR)/_build/student/_build/html/index.html in a browser."
+	$(BIN)/klcourse student _build/student-book --site
+	$(BIN)/jupyter-book build _build/student-book -W -n --keep-going
+	@echo "Open $(CURDIR)/_build/student-book/_build/html/index.html in a browser."
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/
@@ -60,7 +62,7 @@ test-build: $(STAMP)
 test-site: $(STAMP) chromium
 	$(BIN)/python -m pytest tests/site -q
 
-test: lint test-unit test-notebooks test-build test-site
+test: lint test-unit test-notebooks test-build book-student test-site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py

@@ -176,6 +176,32 @@ def _placeholder_cell(cell):
     return placeholder
 
 
+def solution_lines(nb, *, min_length: int = 12) -> set[str]:
+    """Lines that occur only inside the solutions of an instructor notebook (to prove none leaked).
+
+    A line counts when it is at least ``min_length`` characters long and appears in no cell outside the
+    solutions (tagged cells and folded ``solution-start``/``solution-end`` blocks).
+    """
+    inside, solution_text, other_text = False, [], []
+    for cell in nb.cells:
+        text = _source(cell)
+        if cell.cell_type == "markdown" and "{solution-start}" in text:
+            inside = "{solution-end}" not in text
+            continue
+        if inside and cell.cell_type == "markdown" and "{solution-end}" in text:
+            inside = False
+            continue
+        is_solution = inside or SOLUTION_TAG in _tags(cell)
+        (solution_text if is_solution else other_text).append(text)
+    others = {line.strip() for text in other_text for line in text.splitlines()}
+    return {
+        line.strip()
+        for text in solution_text
+        for line in text.splitlines()
+        if len(line.strip()) >= min_length and line.strip() not in others and not line.strip().startswith("```")
+    }
+
+
 def write_student_edition(outdir, *, chapters=None, exercises=None, book_dir=None) -> list[Path]:
     """Write the student edition of the chosen chapters into ``outdir``; returns the written paths.
 
