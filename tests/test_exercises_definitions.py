@@ -1,0 +1,284 @@
+"""Exercises of chapter 1 (definitions): right answers computed by independent routes are accepted,
+each targeted misconception is recognised by name, and the notebook states the registered data."""
+
+import json
+import math
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import rel_entr
+
+from klcourse import kl_divergence
+from klcourse.exercises import definitions as ex
+from klcourse.exercises import evaluate, list_exercises
+from klcourse.exercises.core import CORRECT, INVALID, KINDS, NOT_ANSWERED
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "01_definitions.ipynb"
+IDS = {"definitions.kl-in-bits", "definitions.implement-kl", "definitions.predict-symmetry",
+       "definitions.predict-zero", "definitions.triangle", "definitions.gibbs-figure", "definitions.excess-bits"}
+
+
+def scipy_kl(p, q, base=None):
+    """D(p || q) through scipy.stats.entropy (an independent implementation)."""
+    return stats.entropy(np.asarray(p, float), np.asarray(q, float), base=base)
+
+
+def assert_misconception(exercise_id, answer, name):
+    feedback = evaluate(exercise_id, answer)
+    assert not feedback.passed
+    assert feedback.misconception == name, feedback.message
+
+
+# --------------------------------------------------------------------------- registry
+def test_all_exercises_registered_with_known_kinds():
+    registered = {e.id: e for e in list_exercises("definitions")}
+    assert set(registered) == IDS
+    assert all(e.kind in KINDS for e in registered.values())
+    assert len({e.kind for e in registered.values()}) >= 4  # mixed kinds
+
+
+@pytest.mark.parametrize("exercise_id", sorted(IDS))
+def test_unanswered_and_none_are_not_answered(exercise_id):
+    for placeholder in (..., None):
+        feedback = evaluate(exercise_id, placeholder)
+        assert feedback.status == NOT_ANSWERED and not feedback.passed
+
+
+# --------------------------------------------------------------------------- kl-in-bits
+def test_kl_in_bits_accepts_hand_formula():
+    hand = sum(pi * math.log2(pi / qi) for pi, qi in zip(ex.WEATHER_P, ex.WEATHER_Q, strict=True))
+    assert evaluate("definitions.kl-in-bits", hand).status == CORRECT
+    assert evaluate("definitions.kl-in-bits", scipy_kl(ex.WEATHER_P, ex.WEATHER_Q, base=2)).passed
+
+
+@pytest.mark.parametrize("route, name", [
+    (lambda: scipy_kl(ex.WEATHER_P, ex.WEATHER_Q), "nats"),
+    (lambda: scipy_kl(ex.WEATHER_P, ex.WEATHER_Q, base=10), "log10"),
+    (lambda: scipy_kl(ex.WEATHER_Q, ex.WEATHER_P, base=2), "swapped"),
+])
+def test_kl_in_bits_names_misconceptions(route, name):
+    assert_misconception("definitions.kl-in-bits", route(), name)
+
+
+def test_kl_in_bits_rejects_other_numbers_without_revealing():
+    right = scipy_kl(ex.WEATHER_P, ex.WEATHER_Q, base=2)
+    feedback = evaluate("definitions.kl-in-bits", 1.3 * right)
+    assert not feedback.passed and feedback.misconception is None
+    assert f"{right:.3f}" not in feedback.message
+    assert evaluate("definitions.kl-in-bits", "1.2").status == INVALID
+
+
+# --------------------------------------------------------------------------- implement-kl
+def kl_rel_entr(p, q):
+    return float(np.sum(rel_entr(p, q)))  # rel_entr: 0 for p = 0, inf for p > 0 = q
+
+
+def kl_naive(p, q):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.sum(p * np.log(p / q)))  # NaN from 0 * log 0
+
+
+def kl_clipped(p, q):
+    q = np.where(q > 0, q, 1e-10)
+    return kl_rel_entr(p, q)
+
+
+@pytest.mark.parametrize("fn", [kl_rel_entr, kl_divergence], ids=["scipy-rel_entr", "klcourse"])
+def test_implement_kl_accepts_correct_functions(fn):
+    assert evaluate("definitions.implement-kl", fn).status == CORRECT
+
+
+@pytest.mark.parametrize("fn, name", [
+    (lambda p, q: kl_rel_entr(q, p), "swapped"),
+    (lambda p, q: kl_rel_entr(p, q) / math.log(2), "bits"),
+    (lambda p, q: kl_rel_entr(p, q) / math.log(10), "log10"),
+    (kl_naive, "zero-p-nan"),
+    (kl_clipped, "clipped-q"),
+])
+def test_implement_kl_names_buggy_implementations(fn, name):
+    assert_misconception("definitions.implement-kl", fn, name)
+
+
+def test_implement_kl_rejects_non_functions_and_crashes():
+    assert evaluate("definitions.implement-kl", 0.5).status == INVALID
+
+    def crashes(p, q):
+        raise RuntimeError("boom")
+
+    feedback = evaluate("definitions.implement-kl", crashes)
+    assert not feedback.passed and "RuntimeError" in feedback.message
+
+
+def test_implement_kl_cases_cover_the_edge_cases():
+    cases = ex._kl_cases(np.random.default_rng(0))
+    text = " ".join(c.description for c in cases)
+    for word in ("random", "identical", "zero", "q = 0", "10,000"):
+        assert word in text
+    for case in cases:
+        p, q = case.args
+        assert np.isclose(p.sum(), 1) and np.isclose(q.sum(), 1) and p.shape == q.shape
+    mismatch = [c for c in cases if "infinite" in c.description][0]
+    assert np.isinf(kl_rel_entr(*mismatch.args))
+
+
+# --------------------------------------------------------------------------- predict-symmetry / predict-zero
+def test_predict_symmetry():
+    forward, reverse = scipy_kl(ex.SYMMETRY_P, ex.SYMMETRY_Q), scipy_kl(ex.SYMMETRY_Q, ex.SYMMETRY_P)
+    truth = "equal" if math.isclose(forward, reverse, rel_tol=1e-12) else (
+        "forward larger" if forward > reverse else "reverse larger")
+    assert evaluate("definitions.predict-symmetry", truth.upper()).passed  # case-insensitive
+    for wrong in {"equal", "forward larger", "reverse larger"} - {truth}:
+        assert_misconception("definitions.predict-symmetry", wrong, wrong)
+    assert evaluate("definitions.predict-symmetry", "maybe").status == INVALID
+
+
+def test_predict_zero():
+    forward_inf = np.isinf(np.sum(rel_entr(ex.ZERO_P, ex.ZERO_Q)))
+    reverse_inf = np.isinf(np.sum(rel_entr(ex.ZERO_Q, ex.ZERO_P)))
+    truth = {(True, True): "both", (True, False): "forward", (False, True): "reverse"}.get(
+        (bool(forward_inf), bool(reverse_inf)), "neither")
+    assert evaluate("definitions.predict-zero", truth).passed
+    for wrong in {"forward", "reverse", "both", "neither"} - {truth}:
+        assert_misconception("definitions.predict-zero", wrong, wrong)
+
+
+# --------------------------------------------------------------------------- triangle
+def test_triangle_accepts_midpoints_of_random_pairs():
+    # Convexity of KL in each argument gives D(P||M) + D(M||R) <= D(P||R)/2 + D(P||R)/2 for M = (P+R)/2,
+    # strictly when P != R: the midpoint is always a counterexample.
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        p, r = rng.dirichlet(np.ones(4), size=2)
+        m = (p + r) / 2
+        assert scipy_kl(p, r) > scipy_kl(p, m) + scipy_kl(m, r)
+        assert evaluate("definitions.triangle", (p, m, r)).passed
+
+
+def test_triangle_rejects_triples_satisfying_the_inequality():
+    p = np.array([0.5, 0.3, 0.2])
+    r = np.array([0.2, 0.3, 0.5])
+    assert not evaluate("definitions.triangle", (p, p, p)).passed
+    assert scipy_kl(p, r) <= scipy_kl(p, p) + scipy_kl(p, r)  # Q = P: equality, not a violation
+    feedback = evaluate("definitions.triangle", (p, p, r))
+    assert not feedback.passed and feedback.status != INVALID
+
+
+@pytest.mark.parametrize("answer", [
+    ([0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [0.1, 0.1, 0.8]),  # a zero entry
+    ([0.5, 0.5], [0.4, 0.6], [0.1, 0.9]),  # only two outcomes
+    ([0.5, 0.3, 0.3], [0.2, 0.3, 0.5], [0.1, 0.1, 0.8]),  # p does not sum to 1
+    ([0.5, 0.3, 0.2], [0.2, 0.3, 0.5]),  # two distributions
+    ([0.5, 0.3, 0.2], [0.2, 0.3, 0.4, 0.1], [0.1, 0.1, 0.8]),  # different lengths
+    "p, q, r",
+    0.5,
+])
+def test_triangle_invalid_answers_get_a_sentence(answer):
+    feedback = evaluate("definitions.triangle", answer)
+    assert feedback.status == INVALID and not feedback.passed
+    assert "Traceback" not in feedback.message
+
+
+# --------------------------------------------------------------------------- gibbs-figure
+def test_gibbs_gap_sum_is_forward_kl():
+    # the identity behind the answer, by an independent route, for pairs with full support
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        p, q = rng.dirichlet(np.ones(6), size=2)
+        x = q / p
+        assert np.isclose(np.sum(p * ((x - 1) - np.log(x))), scipy_kl(p, q), rtol=1e-10)
+    assert evaluate("definitions.gibbs-figure", "forward").passed
+    for wrong in ("reverse", "cross-entropy", "entropy"):
+        assert_misconception("definitions.gibbs-figure", wrong, wrong)
+
+
+# --------------------------------------------------------------------------- excess-bits
+def exact_excess_bits():
+    """Exact rational arithmetic: expected length of the used code minus that of the best (Huffman) code."""
+    p = [Fraction(1, 2), Fraction(1, 4), Fraction(1, 8), Fraction(1, 8)]
+    used = sum(pi * len(c) for pi, c in zip(p, ex.CODEWORDS, strict=True))
+    best = sum(pi * n for pi, n in zip(p, (1, 2, 3, 3), strict=True))  # -log2 p, whole bits for dyadic P
+    return used, best
+
+
+def test_stated_code_is_a_complete_prefix_code():
+    words = ex.CODEWORDS
+    assert not any(a != b and b.startswith(a) for a in words for b in words)
+    assert sum(Fraction(1, 2 ** len(w)) for w in words) == 1
+    assert np.allclose(ex.code_distribution(), [1 / 8, 1 / 2, 1 / 4, 1 / 8])
+    assert np.allclose(ex.SOURCE_P, [1 / 2, 1 / 4, 1 / 8, 1 / 8])
+
+
+def test_excess_bits_accepts_exact_answer():
+    used, best = exact_excess_bits()
+    assert evaluate("definitions.excess-bits", float(ex.N_LETTERS * (used - best))).status == CORRECT
+
+
+def test_excess_bits_names_misconceptions():
+    used, best = exact_excess_bits()
+    n = ex.N_LETTERS
+    assert_misconception("definitions.excess-bits", float(used - best), "per-symbol")
+    assert_misconception("definitions.excess-bits", float(n * used), "total-length")
+    assert_misconception("definitions.excess-bits", float(n * (used - best)) * math.log(2), "nats")
+    reverse = n * scipy_kl(ex.code_distribution(), ex.SOURCE_P, base=2)
+    assert_misconception("definitions.excess-bits", reverse, "swapped")
+
+
+# --------------------------------------------------------------------------- the notebook
+def notebook_cells():
+    return json.loads(NOTEBOOK.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_notebook_is_committed_clean_and_well_formed():
+    cells = notebook_cells()
+    assert cells[0]["cell_type"] == "markdown" and source(cells[0]).startswith("# ")
+    assert all(cell.get("id") for cell in cells)
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+def test_every_exercise_has_statement_solution_and_check():
+    cells = notebook_cells()
+    checks = {}
+    for i, cell in enumerate(cells):
+        match = re.fullmatch(r'check\("([\w.-]+)", answer\)', source(cell).strip())
+        if cell["cell_type"] == "code" and match:
+            checks[match.group(1)] = i
+    assert set(checks) == IDS
+    for exercise_id, i in checks.items():
+        assert source(cells[i - 1]).strip().startswith("```{solution-end}")
+        solution = cells[i - 2]
+        assert "solution" in solution["metadata"].get("tags", [])
+        assert re.search(r"^answer = ", source(solution), flags=re.M)
+        label = exercise_id.replace(".", "-")
+        assert f"```{{solution-start}} {label}" in source(cells[i - 3])
+        assert f":label: {label}" in source(cells[i - 4])
+
+
+def _statement(label):
+    return next(source(c) for c in notebook_cells() if f":label: {label}" in source(c))
+
+
+def _stated(values):
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def test_statements_state_the_registered_data():
+    bits = _statement("definitions-kl-in-bits")
+    assert f"Q = {_stated(ex.WEATHER_Q)}" in bits and f"P = {_stated(ex.WEATHER_P)}" in bits
+    symmetry = _statement("definitions-predict-symmetry")
+    assert f"P = {_stated(ex.SYMMETRY_P)}" in symmetry and f"Q = {_stated(ex.SYMMETRY_Q)}" in symmetry
+    zero = _statement("definitions-predict-zero")
+    assert f"P = {_stated(ex.ZERO_P)}" in zero and f"Q = {_stated(ex.ZERO_Q)}" in zero
+    excess = _statement("definitions-excess-bits")
+    assert "P = (1/2, 1/4, 1/8, 1/8)" in excess and f"{ex.N_LETTERS:,}" in excess
+    for letter, word in zip("ABCD", ex.CODEWORDS, strict=True):
+        assert f"{letter} = `{word}`" in excess
