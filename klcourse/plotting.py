@@ -69,3 +69,132 @@ def plot_densities(ax, x, densities: dict, *, fill: bool = False):
     ax.set_ylabel("density")
     ax.legend()
     return ax
+
+
+def plot_heatmap(ax, x, y, z, *, xlabel: str, ylabel: str, cbar_label: str, levels=None, cmap: str = "viridis",
+                 vmax=None):
+    """Heat map of ``z[i, j]`` over the grid ``(x[j], y[i])`` with optional labelled contour lines.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    x, y : 1-D arrays
+        Grid coordinates (columns and rows of ``z``).
+    z : 2-D array, shape (len(y), len(x))
+    xlabel, ylabel, cbar_label : str
+        Axis labels and the colour-bar label (say the unit, e.g. "KL (nats)").
+    levels : sequence of float, optional
+        Values at which to draw labelled contour lines.
+    vmax : float, optional
+        Upper end of the colour scale (values above it saturate).
+
+    Returns
+    -------
+    matplotlib.collections.QuadMesh
+        The image; its colour bar is ``mesh.colorbar``.
+    """
+    mesh = ax.pcolormesh(x, y, z, shading="auto", cmap=cmap, vmin=0.0, vmax=vmax)
+    ax.figure.colorbar(mesh, ax=ax, label=cbar_label)
+    if levels is not None:
+        lines = ax.contour(x, y, z, levels=levels, colors="white", linewidths=0.8)
+        ax.clabel(lines, fmt="%g", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(False)
+    return mesh
+
+
+def annotated_heatmap(ax, table, *, row_labels, col_labels, fmt: str = "{:.3f}", cmap: str = "Blues",
+                      vmin=None, vmax=None):
+    """Show a 2-D table (e.g. a joint distribution) as a heatmap with each cell's value written in it.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    table : array of shape (rows, columns)
+    row_labels, col_labels : sequences of str
+        Tick labels for the rows (y axis) and columns (x axis).
+    fmt : str
+        Format of the cell annotations.
+    cmap, vmin, vmax
+        Colour map and its range (default: the range of ``table``).
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        The image, e.g. for ``fig.colorbar``.
+    """
+    table = np.asarray(table, dtype=float)
+    image = ax.imshow(table, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    middle = (image.norm.vmin + image.norm.vmax) / 2
+    for (i, j), value in np.ndenumerate(table):
+        ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8,
+                color="white" if value > middle else "black")
+    ax.set_xticks(range(table.shape[1]), col_labels)
+    ax.set_yticks(range(table.shape[0]), row_labels)
+    ax.grid(False)
+    return image
+
+
+def plot_em_staircase(ax, result, *, n_steps: int | None = None):
+    """EM's "staircase": the bound after every E-step and M-step under the log-likelihood (chapter 7).
+
+    Iteration ``t`` is drawn from x = t - 1 (before its E-step) to x = t (after its M-step): the E-step is
+    the vertical jump at x = t - 1 (it lifts the bound onto the log-likelihood curve), the M-step the
+    move to the right (it raises the bound at fixed q). The log-likelihood is drawn at every integer x.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    result : klcourse.em.EMResult
+        A run of :func:`klcourse.fit_gmm_em`.
+    n_steps : int, optional
+        Draw only the first ``n_steps`` iterations (default: all of them).
+    """
+    t = result.n_iter if n_steps is None else min(n_steps, result.n_iter)
+    steps = np.arange(t + 1)
+    ax.plot(steps, result.log_likelihood[: t + 1], "k-", lw=1.5, label=r"$\log p(x\mid\theta_t)$")
+    xs = np.repeat(steps, 2)[1:-1]  # 0,1,1,2,2,... : E-step (vertical) then M-step (horizontal)
+    ys = np.column_stack([result.elbo_after_e[:t], result.elbo_after_m[:t]]).ravel()
+    ax.plot(xs, ys, "-", color="tab:blue", lw=1, alpha=0.6)
+    ax.plot(steps[:-1], result.elbo_after_e[:t], "o", color="tab:orange", ms=5,
+            label=r"ELBO after E-step $\mathcal{L}(q_{t+1},\theta_t)$")
+    ax.plot(steps[1:], result.elbo_after_m[:t], "s", color="tab:blue", ms=4, mfc="none",
+            label=r"ELBO after M-step $\mathcal{L}(q_t,\theta_t)$")
+    ax.set_xlabel("EM iteration t")
+    ax.set_ylabel("nats (summed over points)")
+    ax.legend()
+    return ax
+
+
+def plot_gaussian_ellipses(ax, means, covs, *, dims=(0, 1), n_std: float = 2.0, colors=None, **kwargs):
+    """Draw the ``n_std``-standard-deviation ellipse of each Gaussian N(mean, cov) in the plane ``dims``.
+
+    The ellipse of the two-dimensional marginal: rows/columns ``dims`` of each mean and covariance.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    means : array_like, shape (K, d)
+    covs : array_like, shape (K, d, d)
+        Covariances (not standard deviations).
+    dims : pair of int
+        The coordinates to plot.
+    n_std : float
+        Radius in Mahalanobis units (2 covers about 86% of a 2-D Gaussian's mass).
+    colors : sequence of colours, optional
+    **kwargs
+        Passed to :class:`matplotlib.patches.Ellipse` (e.g. ``ls="--"``).
+    """
+    from matplotlib.patches import Ellipse
+
+    idx = list(dims)
+    means, covs = np.asarray(means, dtype=float), np.asarray(covs, dtype=float)
+    for k, (mean, cov) in enumerate(zip(means[:, idx], covs[:, idx][:, :, idx], strict=True)):
+        vals, vecs = np.linalg.eigh(cov)
+        angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
+        width, height = 2 * n_std * np.sqrt(vals[::-1])
+        color = colors[k] if colors is not None else f"C{k}"
+        ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, color=color, lw=1.5, **kwargs))
+        ax.plot(*mean, "x", color=color, ms=7)
+    return ax
