@@ -1,0 +1,298 @@
+"""Chapter 2 exercises: each checker accepts an answer computed here by an independent route and names the
+misconceptions it targets. Independent routes: scikit-learn's ``mutual_info_score``, scipy, and sums written
+out with ``math.log``."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
+from scipy.stats import entropy as scipy_entropy
+from sklearn.datasets import load_iris
+from sklearn.metrics import mutual_info_score
+
+from klcourse.exercises import evaluate, list_exercises
+from klcourse.exercises.relatives import CHAIN_P, CHAIN_Q, JS_SHIFT, JS_WIDTH, PETAL_WIDTH_EDGES
+
+LN2, LN10 = math.log(2), math.log(10)
+
+IDS = {
+    "relatives.nll-offset",
+    "relatives.mi-bits",
+    "relatives.mi-from-joint",
+    "relatives.js-overlap",
+    "relatives.chain-rule-term",
+    "relatives.dpi-predict",
+    "relatives.reverse-pinsker",
+}
+
+
+def test_all_chapter_exercises_are_registered_with_mixed_kinds():
+    exercises = list_exercises("relatives")
+    assert {e.id for e in exercises} == IDS
+    assert {"function", "number", "counterexample"} <= {e.kind for e in exercises}
+
+
+@pytest.mark.parametrize("eid", sorted(IDS))
+def test_unanswered_and_garbage_answers_get_a_sentence(eid):
+    assert evaluate(eid, ...).status == "not answered"
+    feedback = evaluate(eid, "not an answer")
+    assert not feedback.passed and feedback.message
+
+
+# ------------------------------------------------------------------ nll-offset
+@pytest.mark.parametrize("wrong", ["model-entropy", "minimum-kl", "ln3"])
+def test_nll_offset(wrong):
+    assert evaluate("relatives.nll-offset", "Data-Conditional-Entropy ").passed
+    feedback = evaluate("relatives.nll-offset", wrong)
+    assert not feedback.passed and feedback.misconception == wrong
+
+
+def test_nll_offset_claim_holds_for_a_random_conditional_model():
+    """The fact the exercise teaches: NLL − D(P̂_XY ‖ P̂_X Q) = H(Y|X) of the data, whatever Q(y|x) is."""
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 4, size=300), rng.integers(0, 3, size=300)
+    counts = np.zeros((4, 3))
+    np.add.at(counts, (x, y), 1)
+    joint = counts / counts.sum()
+    h_y_given_x = scipy_entropy(joint.ravel()) - scipy_entropy(joint.sum(axis=1))
+    for _ in range(5):
+        model = rng.dirichlet(np.ones(3), size=4)
+        nll = -np.mean(np.log(model[x, y]))
+        kl = rel_entr(joint, joint.sum(axis=1, keepdims=True) * model).sum()
+        assert nll - kl == pytest.approx(h_y_given_x, abs=1e-12)
+
+
+# ------------------------------------------------------------------ mi-bits
+def _iris_width_mi_nats():
+    iris = load_iris()
+    bins = np.digitize(iris.data[:, 3], PETAL_WIDTH_EDGES[1:-1])
+    return mutual_info_score(iris.target, bins)   # natural log, computed from the labels
+
+
+def test_mi_bits_accepts_the_sklearn_value_in_bits():
+    assert evaluate("relatives.mi-bits", _iris_width_mi_nats() / LN2).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "name"),
+    [
+        (lambda nats: nats, "nats"),
+        (lambda nats: nats / LN10, "log10"),
+        (lambda nats: math.inf, "reversed"),      # the product has mass where the joint is 0
+        (lambda nats: math.log2(3), "entropy"),   # 50 flowers per species: H = log2 3 bits
+    ],
+)
+def test_mi_bits_names_misconceptions(wrong, name):
+    feedback = evaluate("relatives.mi-bits", wrong(_iris_width_mi_nats()))
+    assert not feedback.passed and feedback.misconception == name
+
+
+def test_mi_bits_rejects_an_unrelated_number_without_revealing_the_answer():
+    right = _iris_width_mi_nats() / LN2
+    feedback = evaluate("relatives.mi-bits", 0.7 * right)
+    assert not feedback.passed and feedback.misconception is None
+    assert f"{right:.3f}" not in feedback.message
+
+
+# ------------------------------------------------------------------ mi-from-joint
+def mi_via_entropies(joint):
+    joint = np.asarray(joint, dtype=float)
+    return scipy_entropy(joint.sum(axis=1)) + scipy_entropy(joint.sum(axis=0)) - scipy_entropy(joint.ravel())
+
+
+def mi_in_bits(joint):
+    return mi_via_entropies(joint) / LN2
+
+
+def mi_naive(joint):   # 0 · log 0 → NaN
+    joint = np.asarray(joint, dtype=float)
+    product = np.outer(joint.sum(axis=1), joint.sum(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum(joint * np.log(joint / product))
+
+
+def mi_reversed(joint):
+    joint = np.asarray(joint, dtype=float)
+    product = np.outer(joint.sum(axis=1), joint.sum(axis=0))
+    return rel_entr(product, joint).sum()
+
+
+def test_mi_from_joint_accepts_an_entropy_based_implementation():
+    feedback = evaluate("relatives.mi-from-joint", mi_via_entropies)
+    assert feedback.passed, feedback.message
+
+
+def test_mi_from_joint_accepts_the_klcourse_reference():
+    from klcourse import mutual_information
+
+    assert evaluate("relatives.mi-from-joint", mutual_information).passed
+
+
+@pytest.mark.parametrize(("wrong", "name"), [(mi_in_bits, "bits"), (mi_naive, "zero-cells"),
+                                             (mi_reversed, "reversed")])
+def test_mi_from_joint_names_misconceptions(wrong, name):
+    feedback = evaluate("relatives.mi-from-joint", wrong)
+    assert not feedback.passed and feedback.misconception == name
+
+
+def test_mi_from_joint_rejects_a_number_and_a_crashing_function():
+    assert evaluate("relatives.mi-from-joint", 0.5).status == "invalid"
+
+    def crashes(joint):
+        raise RuntimeError("boom")
+
+    feedback = evaluate("relatives.mi-from-joint", crashes)
+    assert not feedback.passed and "RuntimeError" in feedback.message
+
+
+def test_mi_from_joint_rejects_marginal_entropy():
+    feedback = evaluate("relatives.mi-from-joint", lambda j: scipy_entropy(np.asarray(j).sum(axis=1)))
+    assert not feedback.passed and feedback.misconception is None
+
+
+# ------------------------------------------------------------------ js-overlap
+def _js_boxes_bits():
+    """Box formula: the overlap contributes 0, each of the JS_SHIFT lone outcomes (1/w) log2 2."""
+    return JS_SHIFT / JS_WIDTH
+
+
+def test_js_overlap_accepts_the_box_formula_and_scipy():
+    p, q = np.zeros(JS_WIDTH + JS_SHIFT), np.zeros(JS_WIDTH + JS_SHIFT)
+    p[:JS_WIDTH], q[JS_SHIFT:] = 1 / JS_WIDTH, 1 / JS_WIDTH
+    assert jensenshannon(p, q, base=2) ** 2 == pytest.approx(_js_boxes_bits(), rel=1e-12)
+    assert evaluate("relatives.js-overlap", _js_boxes_bits()).passed
+    assert evaluate("relatives.js-overlap", jensenshannon(p, q, base=2) ** 2).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "name"),
+    [
+        (lambda b: b * LN2, "nats"),
+        (lambda b: b * LN2 / LN10, "log10"),
+        (math.sqrt, "js-distance"),
+        (lambda b: 2 * b, "forgot-half"),
+        (lambda b: math.inf, "infinite"),
+    ],
+)
+def test_js_overlap_names_misconceptions(wrong, name):
+    feedback = evaluate("relatives.js-overlap", wrong(_js_boxes_bits()))
+    assert not feedback.passed and feedback.misconception == name
+
+
+# ------------------------------------------------------------------ chain-rule-term
+def _rows(table):
+    return [[float(v) for v in row] for row in table]
+
+
+def _kl_rows(first, second):
+    """Conditional KL of each row, written out with math.log."""
+    out = []
+    for a, b in zip(first, second, strict=True):
+        sa, sb = sum(a), sum(b)
+        out.append(sum((u / sa) * math.log((u / sa) / (v / sb)) for u, v in zip(a, b, strict=True) if u > 0))
+    return out
+
+
+def _chain_quantities():
+    p, q = _rows(CHAIN_P), _rows(CHAIN_Q)
+    px, qx = [sum(r) for r in p], [sum(r) for r in q]
+    cond = _kl_rows(p, q)
+    return {
+        "right": sum(w * d for w, d in zip(px, cond, strict=True)),
+        "unweighted-sum": sum(cond),
+        "unweighted-mean": sum(cond) / len(cond),
+        "weighted-by-q": sum(w * d for w, d in zip(qx, cond, strict=True)),
+        "swapped": sum(w * d for w, d in zip(qx, _kl_rows(q, p), strict=True)),
+        "joint": float(rel_entr(np.array(p), np.array(q)).sum()),
+        "marginal": float(rel_entr(np.array(px), np.array(qx)).sum()),
+    }
+
+
+def test_chain_rule_term_accepts_both_routes():
+    values = _chain_quantities()
+    assert values["joint"] - values["marginal"] == pytest.approx(values["right"], rel=1e-12)   # chain rule
+    assert evaluate("relatives.chain-rule-term", values["right"]).passed
+    assert evaluate("relatives.chain-rule-term", values["joint"] - values["marginal"]).passed
+
+
+@pytest.mark.parametrize("name", ["unweighted-sum", "unweighted-mean", "weighted-by-q", "swapped", "joint"])
+def test_chain_rule_term_names_misconceptions(name):
+    values = _chain_quantities()
+    assert abs(values[name] - values["right"]) > 1e-3 * values["right"]   # the trap is a real one here
+    feedback = evaluate("relatives.chain-rule-term", values[name])
+    assert not feedback.passed and feedback.misconception == name
+
+
+def test_chain_rule_term_in_bits_is_recognised():
+    feedback = evaluate("relatives.chain-rule-term", _chain_quantities()["right"] / LN2)
+    assert feedback.misconception == "bits"
+
+
+# ------------------------------------------------------------------ dpi-predict
+@pytest.mark.parametrize("wrong", ["same-channel", "merge-outcomes", "none"])
+def test_dpi_predict(wrong):
+    assert evaluate("relatives.dpi-predict", "different-channels").passed
+    feedback = evaluate("relatives.dpi-predict", wrong)
+    assert not feedback.passed and feedback.misconception == wrong
+    assert evaluate("relatives.dpi-predict", "maybe").status == "invalid"
+
+
+def test_dpi_facts_behind_the_answer():
+    """Same channel never increases KL (random trials); different channels can."""
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        p, q = rng.dirichlet(np.ones(5), size=2)
+        k = rng.dirichlet(np.full(3, 0.4), size=5)
+        assert rel_entr(p @ k, q @ k).sum() <= rel_entr(p, q).sum() + 1e-12
+    p, q = np.array([0.6, 0.4]), np.array([0.5, 0.5])
+    swap = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert rel_entr(p, q @ swap).sum() == rel_entr(p, q).sum()   # a permutation keeps it
+    assert rel_entr(p @ np.eye(2), q @ np.array([[1.0, 0.0], [0.9, 0.1]])).sum() > rel_entr(p, q).sum()
+
+
+# ------------------------------------------------------------------ reverse-pinsker
+@pytest.mark.parametrize(
+    "pair",
+    [([0.9, 0.1], [1.0, 0.0]), ([0.9, 0.1], [1 - 1e-6, 1e-6]), ([0.5, 0.45, 0.05], [0.5, 0.5 - 1e-12, 1e-12])],
+)
+def test_reverse_pinsker_accepts_counterexamples(pair):
+    p, q = (np.array(v) for v in pair)
+    assert 0.5 * np.abs(p - q).sum() <= 0.1 and rel_entr(p, q).sum() >= 1   # really a counterexample
+    feedback = evaluate("relatives.reverse-pinsker", pair)
+    assert feedback.passed, feedback.message
+
+
+@pytest.mark.parametrize(
+    ("pair", "phrase"),
+    [(([0.5, 0.5], [0.4, 0.6]), "below"), (([0.9, 0.1], [0.1, 0.9]), "above")],
+)
+def test_reverse_pinsker_rejects_non_counterexamples(pair, phrase):
+    feedback = evaluate("relatives.reverse-pinsker", pair)
+    assert not feedback.passed and phrase in feedback.message
+
+
+@pytest.mark.parametrize("answer", [([0.5, 0.6], [0.5, 0.5]), ([0.5, 0.5], [0.2, 0.3, 0.5]), [0.5, 0.5],
+                                    ([-0.1, 1.1], [0.5, 0.5])])
+def test_reverse_pinsker_invalid_answers(answer):
+    assert evaluate("relatives.reverse-pinsker", answer).status == "invalid"
+
+
+# ------------------------------------------------------------------ plotting helper added for this chapter
+def test_annotated_heatmap_writes_every_cell():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from klcourse.plotting import annotated_heatmap
+
+    table = np.arange(6.0).reshape(2, 3) / 15
+    fig, ax = plt.subplots()
+    image = annotated_heatmap(ax, table, row_labels=["a", "b"], col_labels=["x", "y", "z"], fmt="{:.2f}")
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == sorted(f"{v:.2f}" for v in table.ravel())
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
+    assert np.allclose(image.get_array(), table)
+    plt.close(fig)
