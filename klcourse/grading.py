@@ -108,25 +108,41 @@ class _CheckRewriter(ast.NodeTransformer):
         return node
 
 
-def _tampering(tree: ast.AST) -> list[str]:
-    """Reasons to distrust a cell: writes into klcourse, touches the recorder or sys.modules."""
+def _klcourse_aliases(trees) -> set[str]:
+    """Names a notebook binds to klcourse modules or objects (``import klcourse as kl``, ``from klcourse import x``)."""
+    names = {"klcourse"}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith("klcourse")}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("klcourse"):
+                names |= {a.asname or a.name for a in node.names}
+    return names - {"check"}
+
+
+def _root_name(node):
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _tampering(tree: ast.AST, aliases: set[str]) -> list[str]:
+    """Reasons to distrust a cell: it writes into klcourse, reaches for its private parts, or the recorder."""
     reasons = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id.startswith("__klcourse"):
             reasons.append("touches the grader's recorder")
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            root = node
-            while isinstance(root, ast.Attribute):
-                root = root.value
-            if isinstance(root, ast.Name) and root.id in {"klcourse", "core", "checkers", "exercises", "kl", "sys"}:
-                reasons.append(f"assigns to {ast.unparse(node)}")
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and _root_name(node) in aliases | {"sys"}:
+            text = ast.unparse(node)
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                reasons.append(f"assigns to {text}")
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                reasons.append(f"uses klcourse internals ({text})")
+            elif "sys.modules" in text:
+                reasons.append("changes sys.modules")
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in {"setattr", "delattr"}:
             reasons.append(f"calls {node.func.id}()")
-        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            text = ast.unparse(node.value)
-            if "klcourse" in text or "_REGISTRY" in text or "sys.modules" in text:
-                reasons.append(f"writes into {text}")
-    return reasons
+    return sorted(set(reasons))
 
 
 def _redefines_check(tree: ast.AST) -> bool:
@@ -147,16 +163,18 @@ def prepare(nb) -> tuple[object, dict]:
     import nbformat
 
     found = {"check_ids": [], "tampering": [], "redefines_check": False, "syntax_errors": []}
+    trees = {}
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
-        source = _cell_source(cell)
         try:
-            tree = ast.parse(source)
+            trees[index] = ast.parse(_cell_source(cell))
         except SyntaxError as exc:
             found["syntax_errors"].append(f"cell {index}: {exc.msg} (line {exc.lineno})")
-            continue
-        found["tampering"] += [f"cell {index} {why}" for why in _tampering(tree)]
+    aliases = _klcourse_aliases(trees.values())
+    for index, tree in trees.items():
+        cell = nb.cells[index]
+        found["tampering"] += [f"cell {index} {why}" for why in _tampering(tree, aliases)]
         found["redefines_check"] |= _redefines_check(tree)
         rewriter = _CheckRewriter()
         tree = rewriter.visit(tree)

@@ -113,6 +113,14 @@ def _with_cell(nb, code, before_check=0):
     return nb
 
 
+def _broken_first_solution(nb):
+    """The first solution cell replaced by a syntax error that would have defined the same name."""
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if "solution" in c.metadata.get("tags", []))
+    cell.source = f"{defined_names(src(cell))[0]} = ("
+    return nb
+
+
 def read_rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -144,7 +152,7 @@ def hostile_grades(tmp_path_factory):
         "infinite-loop": _with_cell(good, "while True:\n    pass", before_check=1),
         "os-exit": _with_cell(good, "import os\nos._exit(3)", before_check=1),
         "segfault": _with_cell(good, "import ctypes\nctypes.string_at(0)", before_check=1),
-        "syntax-error": _with_cell(good, "answer = (", before_check=0),
+        "syntax-error": _broken_first_solution(good),
         "redefines-check": _with_cell(_student_nb(HOSTILE_CHAPTER), "def check(*args, **kwargs):\n    return True"),
         "monkeypatch": _with_cell(good, "import klcourse.exercises.core as core\ncore._REGISTRY.clear()"),
     }

@@ -136,10 +136,11 @@ def get_exercise(exercise_id: str) -> Exercise:
 
 
 def list_exercises(chapter: str | None = None) -> list[Exercise]:
-    """All registered exercises, optionally only those of one chapter slug, sorted by chapter order."""
+    """All registered exercises, optionally only those of one chapter slug, in book order."""
     _load_chapters()
+    order = {key: i for i, key in enumerate(_REGISTRY)}  # within a chapter: registration (= notebook) order
     exercises = [e for e in _REGISTRY.values() if chapter is None or e.chapter == chapter]
-    return sorted(exercises, key=lambda e: (CHAPTERS.index(e.chapter) if e.chapter in CHAPTERS else 99, e.id))
+    return sorted(exercises, key=lambda e: (CHAPTERS.index(e.chapter) if e.chapter in CHAPTERS else 99, order[e.id]))
 
 
 #: Chapter slugs in book order (notebook ``book/NN_<slug>.ipynb``).
