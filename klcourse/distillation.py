@@ -19,7 +19,20 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["distillation_loss"]
+import numpy as np
+
+__all__ = [
+    "MLPEnsemble",
+    "distillation_loss",
+    "distillation_objective",
+    "ece_from_confidence",
+    "expected_calibration_error",
+    "high_temperature_limit",
+    "load_digits_split",
+    "reliability_bins",
+    "softmax_with_temperature",
+    "train_classifier",
+]
 
 
 def _check_temperature(T) -> float:
@@ -92,3 +105,338 @@ def distillation_loss(student_logits, teacher_logits, *, T):
     log_p_t = torch.log_softmax(teacher / temperature, dim=-1)
     per_row = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)
     return per_row.mean() * temperature**2
+
+
+# --------------------------------------------------------------------------- chapter 8: soft targets
+def _is_torch(x) -> bool:
+    """True for a torch tensor, without importing torch."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def softmax_with_temperature(logits, T, *, axis=-1):
+    r"""Soft targets :math:`p_k = e^{z_k/T} / \sum_j e^{z_j/T}` along ``axis``.
+
+    Computed as ``exp(z/T - max(z/T))`` divided by its sum, so large logits do not overflow.
+    ``T = 1`` is the ordinary softmax; ``T -> 0`` tends to a one-hot vector on the arg max,
+    ``T -> inf`` to the uniform distribution.
+
+    Parameters
+    ----------
+    logits : array_like or torch.Tensor
+        Unnormalised scores; ``axis`` holds the classes, other axes are a batch.
+    T : float
+        Temperature > 0.
+    axis : int, optional
+        Class axis (default last).
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        Same shape as ``logits``; a torch tensor (differentiable) for torch input, else float64.
+
+    Raises
+    ------
+    ValueError
+        ``T <= 0`` or not finite, NaN/inf logits, empty class axis.
+
+    References
+    ----------
+    Hinton, Vinyals & Dean (2015), eq. (1).
+    """
+    temperature = _check_temperature(T)
+    if _is_torch(logits):
+        import torch
+
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError("logits contains NaN or inf; logits must be finite")
+        return torch.softmax(logits / temperature, dim=axis)
+    from klcourse._validate import as_float_array
+
+    z = as_float_array(logits, "logits")
+    if z.ndim == 0 or z.shape[axis] == 0:
+        raise ValueError("logits must have a non-empty class axis")
+    scaled = z / temperature
+    shifted = np.exp(scaled - scaled.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def high_temperature_limit(student_logits, teacher_logits) -> float:
+    r"""The limit of ``distillation_loss`` as :math:`T \to \infty`: half a mean squared logit gap.
+
+    .. math::
+        \lim_{T\to\infty} T^2 D\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)
+        = \frac{1}{2K}\sum_{k=1}^K \big((s_k - \bar s) - (t_k - \bar t)\big)^2 ,
+
+    with :math:`\bar s, \bar t` the means over the :math:`K` classes (logits are defined up to a
+    shift, so only centred logits matter); averaged over the rows of a batch like
+    :func:`distillation_loss`.  Derivation: expand :math:`\log p_k = -\log K + (z_k-\bar z)/T -
+    \mathrm{Var}(z)/(2T^2) + O(T^{-3})` for both distributions.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, same shape (..., K)
+
+    Returns
+    -------
+    float
+        In nats.
+
+    References
+    ----------
+    Hinton, Vinyals & Dean (2015), sec. 2.1 (matching logits is a special case of distillation).
+    """
+    from klcourse._validate import as_float_array
+
+    s = as_float_array(student_logits, "student_logits")
+    t = as_float_array(teacher_logits, "teacher_logits")
+    if s.shape != t.shape or s.ndim == 0:
+        raise ValueError(f"shape mismatch or scalar input: student {s.shape}, teacher {t.shape}")
+    gap = s - t
+    gap = gap - gap.mean(axis=-1, keepdims=True)
+    per_row = np.sum(gap**2, axis=-1) / (2 * gap.shape[-1])
+    return float(np.mean(per_row))
+
+
+def distillation_objective(student_logits, teacher_logits, labels, *, T, alpha):
+    r"""The student's training loss :math:`\alpha\,\mathrm{CE}(y, s) + (1-\alpha)\,T^2 D(p_t^T \| p_s^T)`.
+
+    The cross-entropy with the hard labels uses the student's logits at temperature 1; the second
+    term is :func:`distillation_loss` (which already contains the :math:`T^2`).  Both terms are
+    means over the rows of the batch (every leading axis of the logits is a batch axis).
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : torch.Tensor, shape (..., K)
+    labels : torch.Tensor of int64, shape (...)
+        Class indices.
+    T : float
+        Temperature > 0.
+    alpha : float in [0, 1]
+        Weight of the hard-label term: 1 is ordinary training, 0 pure distillation.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d, in nats.
+
+    References
+    ----------
+    Hinton, Vinyals & Dean (2015), sec. 2.
+    """
+    import torch.nn.functional as F
+
+    if isinstance(alpha, bool) or not (0.0 <= float(alpha) <= 1.0):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    hard = F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]), labels.reshape(-1))
+    if alpha == 1:
+        return hard
+    return alpha * hard + (1 - alpha) * distillation_loss(student_logits, teacher_logits, T=T)
+
+
+# --------------------------------------------------------------------------- chapter 8: models, training
+class MLPEnsemble:
+    """``n_models`` independent ReLU networks with the same layer sizes, evaluated side by side.
+
+    Model ``m`` is initialised from ``torch.Generator().manual_seed(seed + m)`` with the default
+    initialisation of ``torch.nn.Linear`` (weights and biases uniform on
+    :math:`\\pm 1/\\sqrt{\\text{fan-in}}`).  Stacking the models turns many small matrix products into
+    a few batched ones; since the training loss is a *sum* of per-model losses and Adam updates each
+    parameter on its own, training the stack is the same as training each model separately (a test
+    checks this), only faster.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths from input to output, e.g. ``(64, 8, 10)``: 64 inputs, one hidden layer of 8
+        units, 10 logits.
+    n_models : int
+        Number of independent models.
+    seed : int
+        Seed of model 0.
+
+    Calling the ensemble on inputs of shape ``(N, sizes[0])`` returns logits of shape
+    ``(n_models, N, sizes[-1])``.
+    """
+
+    def __init__(self, sizes, n_models: int = 1, *, seed: int = 0):
+        import torch
+
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2 or min(sizes) < 1 or int(n_models) < 1:
+            raise ValueError(f"need >= 2 positive layer sizes and n_models >= 1, got {sizes}, {n_models}")
+        self.sizes, self.n_models = sizes, int(n_models)
+        layers = [[] for _ in sizes[1:]]
+        for m in range(self.n_models):
+            gen = torch.Generator().manual_seed(int(seed) + m)
+            for layer, fan_in, fan_out in zip(layers, sizes[:-1], sizes[1:], strict=True):
+                bound = 1.0 / math.sqrt(fan_in)
+                w = (2 * torch.rand(fan_in, fan_out, generator=gen) - 1) * bound
+                b = (2 * torch.rand(fan_out, generator=gen) - 1) * bound
+                layer.append((w, b))
+        self.weights = [torch.stack([w for w, _ in layer]).requires_grad_(True) for layer in layers]
+        self.biases = [torch.stack([b for _, b in layer])[:, None, :].requires_grad_(True) for layer in layers]
+
+    def parameters(self) -> list:
+        return [*self.weights, *self.biases]
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of parameters of one model."""
+        return sum(p[0].numel() for p in self.parameters())
+
+    def __call__(self, x):
+        h = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = h @ w + b
+            if i < len(self.weights) - 1:
+                h = h.relu()
+        return h
+
+
+def train_classifier(model, x, y, *, teacher_logits=None, T: float = 1.0, alpha: float = 1.0,
+                     steps: int = 300, lr: float = 1e-2, weight_decay: float = 0.0) -> np.ndarray:
+    r"""Full-batch Adam on :func:`distillation_objective`, for every model of an :class:`MLPEnsemble`.
+
+    Without ``teacher_logits`` this is ordinary training on the hard labels (``alpha`` must be 1).
+    The loss minimised is the sum over the models of each model's objective, so the models do not
+    interact.
+
+    Parameters
+    ----------
+    model : MLPEnsemble
+    x : torch.Tensor, shape (N, d)
+    y : torch.Tensor of int64, shape (N,)
+    teacher_logits : torch.Tensor, shape (N, K), optional
+        The teacher's logits on ``x`` (computed once, without gradient).
+    T, alpha : float
+        Temperature and hard-label weight of :func:`distillation_objective`.
+    steps, lr, weight_decay : Adam's number of full-batch steps, step size and L2 penalty.
+
+    Returns
+    -------
+    numpy.ndarray, shape (steps,)
+        The objective averaged over the models, before each step (nats).
+    """
+    import torch
+
+    if teacher_logits is None and alpha != 1:
+        raise ValueError("without teacher_logits only alpha = 1 (hard labels) is possible")
+    n = model.n_models
+    labels = y.expand(n, *y.shape)
+    teacher = None if teacher_logits is None else teacher_logits.detach().expand(n, *teacher_logits.shape)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = np.empty(int(steps))
+    for step in range(int(steps)):
+        optimizer.zero_grad()
+        logits = model(x)
+        if teacher is None:
+            loss = distillation_objective(logits, logits, labels, T=1.0, alpha=1.0)
+        else:
+            loss = distillation_objective(logits, teacher, labels, T=T, alpha=alpha)
+        (loss * n).backward()  # sum over models of per-model means
+        optimizer.step()
+        history[step] = loss.item()
+    return history
+
+
+def load_digits_split(*, test_size: float = 0.5, seed: int = 0):
+    """scikit-learn's 8x8 digits (1797 images, 10 classes), split and standardised.
+
+    A stratified split with ``random_state=seed``; each pixel is standardised with the *training*
+    mean and standard deviation (pixels that are constant in the training set are only centred).
+    The data ship with scikit-learn: nothing is downloaded.
+
+    Returns
+    -------
+    x_train, x_test : torch.Tensor, float32, shape (n, 64)
+    y_train, y_test : torch.Tensor, int64
+    """
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_tr, x_te, y_tr, y_te = train_test_split(digits.data, digits.target, test_size=test_size,
+                                              stratify=digits.target, random_state=seed)
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+    std[std == 0] = 1.0
+    x_tr, x_te = ((x - mean) / std for x in (x_tr, x_te))
+    return (torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32),
+            torch.tensor(y_tr, dtype=torch.int64), torch.tensor(y_te, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- chapter 8: calibration
+def reliability_bins(confidence, correct, *, n_bins: int = 15):
+    r"""Group predictions into ``n_bins`` equal-width confidence bins :math:`((m-1)/M, m/M]`.
+
+    Parameters
+    ----------
+    confidence : array_like, shape (N,)
+        The probability each prediction was made with (the largest class probability), in (0, 1].
+    correct : array_like of bool or {0, 1}, shape (N,)
+        Whether each prediction was right.
+    n_bins : int
+        Number of bins M.
+
+    Returns
+    -------
+    counts, mean_confidence, accuracy : numpy.ndarray, shape (n_bins,)
+        Per bin; the means are NaN for an empty bin.
+
+    References
+    ----------
+    Guo, Pleiss, Sun & Weinberger (2017), sec. 2.
+    """
+    from klcourse._validate import as_float_array
+
+    conf = as_float_array(confidence, "confidence").ravel()
+    hit = as_float_array(correct, "correct").ravel()
+    if conf.shape != hit.shape or conf.size == 0:
+        raise ValueError(f"confidence and correct must be non-empty and of equal length, got {conf.size}, {hit.size}")
+    if np.any((conf <= 0) | (conf > 1)):
+        raise ValueError("confidence must lie in (0, 1]")
+    if not np.all((hit == 0) | (hit == 1)):
+        raise ValueError("correct must contain only 0/1 or booleans")
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    index = np.clip(np.digitize(conf, edges, right=True) - 1, 0, int(n_bins) - 1)
+    counts = np.bincount(index, minlength=int(n_bins)).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(index, weights=conf, minlength=int(n_bins)) / counts
+        accuracy = np.bincount(index, weights=hit, minlength=int(n_bins)) / counts
+    return counts, mean_conf, accuracy
+
+
+def ece_from_confidence(confidence, correct, *, n_bins: int = 15) -> float:
+    r"""Expected calibration error :math:`\sum_m \frac{n_m}{N}\,\lvert \mathrm{acc}_m - \mathrm{conf}_m\rvert`.
+
+    See :func:`reliability_bins` for the bins; empty bins contribute 0.  0 means perfectly
+    calibrated on these bins; the value is a probability gap (no unit).
+
+    References
+    ----------
+    Naeini, Cooper & Hauskrecht (2015); Guo, Pleiss, Sun & Weinberger (2017), eq. (3).
+    """
+    counts, mean_conf, accuracy = reliability_bins(confidence, correct, n_bins=n_bins)
+    used = counts > 0
+    return float(np.sum(counts[used] / counts.sum() * np.abs(accuracy[used] - mean_conf[used])))
+
+
+def expected_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
+    """ECE of class probabilities ``probs`` (shape (N, K)) against integer ``labels`` (shape (N,)).
+
+    The confidence of a prediction is its largest probability; it is correct when its arg max equals
+    the label.  See :func:`ece_from_confidence`.
+    """
+    if _is_torch(probs):
+        probs = probs.detach().cpu().numpy()
+    if _is_torch(labels):
+        labels = labels.detach().cpu().numpy()
+    from klcourse._validate import probability_array
+
+    p = probability_array(probs, "probs")
+    y = np.asarray(labels)
+    if p.ndim != 2 or y.shape != p.shape[:1]:
+        raise ValueError(f"probs must have shape (N, K) and labels shape (N,), got {p.shape}, {y.shape}")
+    return ece_from_confidence(p.max(axis=1), p.argmax(axis=1) == y, n_bins=n_bins)

@@ -53,6 +53,8 @@ Lin, J. (1991). Divergence measures based on the Shannon entropy. *IEEE Trans. I
 37(1), 145-151 (Jensen-Shannon).
 Dekker, T. J. (1971). A floating-point technique for extending the available precision.
 *Numer. Math.* 18, 224-242 (error-free product).
+Rump, S. M., Ogita, T. & Oishi, S. (2008). Accurate floating-point summation part I.
+*SIAM J. Sci. Comput.* 31(1), 189-224 (error-free extraction).
 """
 
 from __future__ import annotations
@@ -167,11 +169,31 @@ def _scaled_difference(q: np.ndarray, k_hi: float, k_lo: float, p: np.ndarray) -
     return (h - p) + (err + q * k_lo)
 
 
-def _double_double_sum(x: np.ndarray) -> Fraction:
-    """``sum(x)`` to about 1e-32 relative: the correctly rounded sum plus its rounded residual."""
-    hi = math.fsum(x)
-    lo = math.fsum(np.append(x, -hi))
-    return Fraction(hi) + Fraction(lo)
+def _accurate_sum(x: np.ndarray) -> Fraction:
+    """``sum(x)`` with a relative error of order ``n**2 eps**3``, in cache-sized blocks.
+
+    Error-free extraction (Rump, Ogita & Oishi 2008): with ``sigma = 2**E >= 4 n max|x|``,
+    ``hi = (sigma + x) - sigma`` is ``x`` rounded to a multiple of ``2**(E-53)``, and every
+    partial sum of the ``hi`` stays below ``2**53`` such units, so it is exact in any order;
+    ``lo = x - hi`` is exact and ``|lo| <= 2**(E-53)``.  Two extraction levels, then a plain
+    sum of what is left.
+    """
+    biggest = float(np.max(np.abs(x))) if x.size else 0.0
+    if biggest == 0.0:
+        return Fraction(0)
+    sigma1 = math.ldexp(1.0, math.frexp(4.0 * x.size * biggest)[1])
+    sigma2 = math.ldexp(1.0, math.frexp(4.0 * x.size * math.ldexp(sigma1, -53))[1])
+    first = second = 0.0  # exact
+    rest = []
+    for start in range(0, x.size, _BLOCK):
+        block = x[start:start + _BLOCK]
+        hi = (sigma1 + block) - sigma1
+        lo = block - hi
+        first += float(np.sum(hi))
+        hi = (sigma2 + lo) - sigma2
+        second += float(np.sum(hi))
+        rest.append(float(np.sum(lo - hi)))
+    return Fraction(first) + Fraction(second) + Fraction(math.fsum(rest))
 
 
 # ----------------------------------------------------------------------------- input handling
@@ -407,44 +429,51 @@ def _power_of_two_rescaled(x: np.ndarray) -> np.ndarray:
     to keep Dekker's splitting from overflowing, so tiny entries are not pushed into
     (imprecise) subnormals for ordinary input.
     """
-    exponent = math.frexp(math.fsum(x))[1]
+    exponent = math.frexp(float(np.sum(x)))[1]
     if exponent < 0 or exponent > 900:
         return np.ldexp(x, -exponent)
     return x
+
+
+def _careful_block(p: np.ndarray, q: np.ndarray, k_hi: float, k_lo: float) -> float:
+    """``sum_i p_i phi(rhat_i)`` (plus ``k q_i`` where ``p_i = 0``) over one block; ``inf`` on support mismatch."""
+    pos = p > 0
+    outside = 0.0  # sum_i p_i rhat_i = k * (q's mass where p_i = 0)
+    if not pos.all():
+        outside = float(np.sum(q[~pos])) * k_hi
+        p, q = p[pos], q[pos]
+    if q.size and q.min() == 0:
+        return math.inf
+    e = _scaled_difference(q, k_hi, k_lo, p)
+    r = e / p
+    near = np.abs(r) < _NEAR
+    term = np.empty_like(p)
+    term[near] = p[near] * _phi_series(r[near])
+    far = ~near
+    pf, qf = p[far], q[far]
+    x = qf * k_hi / pf
+    ok = (x >= _TINY) & np.isfinite(x)  # else the ratio over/underflowed: use the logs
+    log_x = np.where(ok, np.log(np.where(ok, x, 1.0)), np.log(qf) - np.log(pf) + math.log(k_hi))
+    term[far] = e[far] - pf * log_x
+    return float(np.sum(term)) + outside
 
 
 def _kl_row_careful(p: np.ndarray, q: np.ndarray) -> float:
     """KL of ``p/sum(p)`` and ``q/sum(q)`` for one row, exact ratio route (slow path).
 
     Used when the fast formula would cancel (nearly proportional vectors with different
-    totals) or when ``q/p`` over/underflows.  With ``k = P/Q`` and
+    totals) or when ``q/p`` over/underflows.  With ``k = P/Q`` (to ~1e-32) and
     ``rhat_i = q_i k / p_i - 1`` (error-free product),
     ``D = (sum_{p_i > 0} p_i phi(rhat_i) + k sum_{p_i = 0} q_i) / P``.
     """
-    if np.any(q[p > 0] == 0):
-        return math.inf
-    with np.errstate(all="ignore"):  # q/p may over- or underflow; handled below
+    with np.errstate(all="ignore"):  # q/p may over- or underflow; handled in _careful_block
         p, q = _power_of_two_rescaled(p), _power_of_two_rescaled(q)
-        pos = p > 0
-        k = _double_double_sum(p) / _double_double_sum(q)  # q's total includes q_i where p_i = 0
-        # sum_i p_i rhat_i = k * (q's mass where p_i = 0) =: outside, so D = (sum p phi(rhat) + outside) / P
-        outside = math.fsum(q[~pos]) * float(k)
-        p, q = p[pos], q[pos]
+        p_exact = _accurate_sum(p)
+        k = p_exact / _accurate_sum(q)  # q's total includes q_i where p_i = 0
         k_hi = float(k)
         k_lo = float(k - Fraction(k_hi))
-        p_tot = math.fsum(p)
-        e = _scaled_difference(q, k_hi, k_lo, p)
-        r = e / p
-        term = np.empty_like(p)
-        near = np.abs(r) < _NEAR
-        term[near] = p[near] * _phi_series(r[near])
-        far = ~near
-        pf, qf = p[far], q[far]
-        x = qf * k_hi / pf
-        ok = (x >= _TINY) & np.isfinite(x)  # else the ratio over/underflowed: use the logs
-        log_x = np.where(ok, np.log(np.where(ok, x, 1.0)), np.log(qf) - np.log(pf) + math.log(k_hi))
-        term[far] = e[far] - pf * log_x
-        return (math.fsum(term) + outside) / p_tot
+        parts = [_careful_block(p[i:i + _BLOCK], q[i:i + _BLOCK], k_hi, k_lo) for i in range(0, p.size, _BLOCK)]
+    return math.fsum(parts) / float(p_exact)
 
 
 def kl_divergence(p, q, *, base=None, axis=-1, normalize=False):
@@ -482,9 +511,12 @@ def kl_divergence(p, q, *, base=None, axis=-1, normalize=False):
     Notes
     -----
     Edge cases: ``p_i = 0`` terms contribute 0 whatever ``q_i`` is; ``q_i = 0 < p_i`` gives
-    ``inf`` (support mismatch, never clipped).  Accuracy: relative error <= 1e-13 against
-    100-digit mpmath on ``q = p (1 + delta noise)`` for ``delta`` down to 1e-9, asserted in
-    ``tests/test_divergences.py``.
+    ``inf`` (support mismatch, never clipped).  Accuracy against mpmath (exact sums, 60-100
+    digits) on ``q = p (1 + delta z)`` renormalised, ``delta`` from 1e-1 down to 1e-15 and 0:
+    worst relative error 3e-16 (``benchmarks/discrete.py``); ``tests/test_divergences.py``
+    asserts 1e-13.  Speed on 1e7 elements: 2-3x faster than
+    ``scipy.special.rel_entr(p, q).sum()`` for unrelated distributions, a little faster for
+    nearly identical ones.
 
     References
     ----------
@@ -655,7 +687,7 @@ def f_divergence(p, q, f, *, axis=-1):
 
     ``f`` must be convex with ``f(1) = 0`` (convexity is the caller's responsibility;
     ``f(1) = 0`` is checked).  Zero denominators use the limits of the perspective
-    function: ``0 f(0/0) = 0``; ``q_i f(0) `` for ``p_i = 0 < q_i`` with
+    function: ``0 f(0/0) = 0``; ``q_i f(0)`` for ``p_i = 0 < q_i`` with
     ``f(0) = lim_{t->0+} f(t)``; and ``p_i f'(inf)`` for ``q_i = 0 < p_i`` with
     ``f'(inf) = lim_{t->inf} f(t)/t`` (``inf`` for KL and chi-squared, finite for TV,
     Hellinger and JS).
@@ -665,18 +697,15 @@ def f_divergence(p, q, f, *, axis=-1):
     p, q : array_like
         Probabilities along ``axis`` (sums 1 within 1e-6, divided out), broadcast together.
     f : callable or str
-        A vectorised generator ``f(t)`` or one of
+        A vectorised generator ``f(t)`` or one of these names (generator: divergence):
 
-        =============  ===============================================  =====================
-        name           generator ``f(t)``                               divergence
-        =============  ===============================================  =====================
-        ``"kl"``       ``t log t``                                      ``D(P || Q)``
-        ``"reverse_kl"`` ``-log t``                                     ``D(Q || P)``
-        ``"tv"``       ``|t - 1| / 2``                                  ``1/2 sum |p - q|``
-        ``"hellinger"`` ``(sqrt(t) - 1)**2 / 2``                        ``H^2 = 1 - sum sqrt(p q)``
-        ``"chi2"``     ``(t - 1)**2``                                   ``sum (p - q)**2 / q``
-        ``"js"``       ``[t log t - (1 + t) log((1 + t)/2)] / 2``       Jensen-Shannon
-        =============  ===============================================  =====================
+        * ``"kl"``: ``t log t``; ``D(P || Q)``.
+        * ``"reverse_kl"``: ``-log t``; ``D(Q || P)``.
+        * ``"tv"``: ``|t - 1| / 2``; total variation ``1/2 sum |p - q|`` in [0, 1].
+        * ``"hellinger"``: ``(sqrt(t) - 1)**2 / 2``; squared Hellinger
+          ``H^2 = 1 - sum sqrt(p q)`` in [0, 1].
+        * ``"chi2"``: ``(t - 1)**2``; Pearson ``sum (p - q)**2 / q``.
+        * ``"js"``: ``[t log t - (1 + t) log((1 + t)/2)] / 2``; Jensen-Shannon.
 
         **Hellinger convention**: the *squared* Hellinger distance normalised to [0, 1],
         ``H^2(P, Q) = 1/2 sum (sqrt(p) - sqrt(q))**2 = 1 - sum sqrt(p q)``, i.e. the
