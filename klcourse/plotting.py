@@ -198,3 +198,29 @@ def plot_gaussian_ellipses(ax, means, covs, *, dims=(0, 1), n_std: float = 2.0, 
         ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, color=color, lw=1.5, **kwargs))
         ax.plot(*mean, "x", color=color, ms=7)
     return ax
+
+
+def plot_paths(ax, paths, *, labels=None, color: str = "white"):
+    """Draw optimisation trajectories in a 2-D parameter plane (e.g. over a loss heat map).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    paths : sequence of arrays of shape (n_steps + 1, 2)
+        The (x, y) position after every step, starting with the start.
+    labels : sequence of str, optional
+        Written next to each start.
+    color : str
+        Colour of the lines and markers (white reads well on dark colour maps).
+
+    Each path is a line from a circle (start) to a star (end).
+    """
+    for i, path in enumerate(paths):
+        path = np.asarray(path, dtype=float)
+        ax.plot(path[:, 0], path[:, 1], "-", color=color, lw=1.2)
+        ax.plot(*path[0], "o", color=color, ms=5, mfc="none")
+        ax.plot(*path[-1], "*", color=color, ms=10, mec="k", mew=0.5)
+        if labels is not None:
+            ax.annotate(labels[i], path[0], textcoords="offset points", xytext=(4, 4), color=color,
+                        fontsize=9, fontweight="bold")
+    return ax
