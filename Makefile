@@ -22,6 +22,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@# jsonschema builds ~40 grammars when this optional format checker is importable: ~1-3 s at every
+	@# kernel's first glue(), paid by each notebook in each run. Nothing here validates URI formats.
+	$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (klcourse)" >/dev/null
 	@touch $(STAMP)
 
