@@ -1,0 +1,285 @@
+"""Exercises of chapter 6, "The KL term in a variational autoencoder" (slug ``vae``).
+
+Every expected value is computed here, lazily, from the problem data below with
+:func:`klcourse.vae_kl` or plain arithmetic; ``tests/test_exercises_vae.py`` recomputes each one by
+an independent route (quadrature, ``torch.distributions``, hand formulas).
+
+Conventions: the encoder outputs ``mu`` and ``logvar = log sigma^2`` (the log of the **variance**);
+the prior is N(0, I); the KL term of one image is the **sum** over latent dimensions of
+``D(q(z_j|x) || N(0, 1))`` and a loss averages it over the batch. Natural logs, nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from klcourse.exercises.checkers import (
+    Case,
+    Misconception,
+    choice,
+    forgot_half,
+    function,
+    number,
+    sigma_for_variance,
+    sum_vs_mean,
+    swapped,
+)
+from klcourse.exercises.core import CORRECT, WRONG, Verdict, register
+from klcourse.vae import vae_kl
+
+LN2 = math.log(2.0)
+
+# --------------------------------------------------------------------------- problem data
+#: ``vae.kl-batch``: encoder outputs for a batch of 3 images and d = 2 latent dimensions.
+BATCH_MU = ((0.5, -1.0), (1.5, 0.2), (0.0, 0.8))
+BATCH_LOGVAR = ((-0.4, 0.3), (-1.6, -0.2), (0.0, -0.9))
+
+#: ``vae.rate-from-kl``: a model's KL per latent dimension, averaged over the test set, **in bits**.
+KL_PER_DIM_BITS = (1.42, 0.004, 0.87, 0.0, 2.05, 0.006)
+
+#: ``vae.elbo-gap``: one test image of a 2-D VAE (nats): log p(x) by quadrature over z, the expected
+#: reconstruction log-likelihood E_q[log p(x|z)], and the KL term D(q(z|x) || p(z)).
+LOG_EVIDENCE = -20.48
+EXPECTED_LOG_LIKELIHOOD = -19.32
+KL_TERM = 2.07
+
+
+def _batch():
+    return np.array(BATCH_MU), np.array(BATCH_LOGVAR)
+
+
+# --------------------------------------------------------------------------- vae.kl-batch
+def kl_batch_expected() -> float:
+    """The KL term as it enters the loss: sum over latent dimensions, mean over the batch."""
+    mu, logvar = _batch()
+    return float(np.mean(vae_kl(mu, logvar)))
+
+
+def _kl_batch_logvar_as_logsigma() -> float:
+    mu, logvar = _batch()
+    return float(np.mean(vae_kl(mu, 2.0 * logvar)))  # sigma^2 = exp(2 logvar): logvar read as log sigma
+
+
+def _kl_batch_reverse() -> float:
+    """D(N(0, I) || q): the arguments swapped."""
+    mu, logvar = _batch()
+    return float(np.mean(0.5 * np.sum(np.exp(-logvar) * (1.0 + mu**2) - 1.0 + logvar, axis=-1)))
+
+
+register(
+    "vae.kl-batch",
+    title="The KL term of a batch, as it enters the loss",
+    kind="number",
+    checker=number(
+        kl_batch_expected,
+        misconceptions=[
+            sum_vs_mean(lambda: len(BATCH_MU) * kl_batch_expected()),
+            Misconception("mean-over-dims", lambda: kl_batch_expected() / len(BATCH_MU[0]),
+                          "That is the mean over the latent dimensions: the KL of a diagonal Gaussian is the "
+                          "sum of the per-dimension KLs (average over the batch only)."),
+            sigma_for_variance(_kl_batch_logvar_as_logsigma),
+            forgot_half(lambda: kl_batch_expected() + len(BATCH_MU[0]) / 2),
+            Misconception("factor-of-two", lambda: 2 * kl_batch_expected(),
+                          "Twice the right value: the bracket Σ(σ² + μ² − 1 − log σ²) is multiplied by 1/2."),
+            swapped(_kl_batch_reverse),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- vae.kl-torch
+def kl_torch_cases(rng: np.random.Generator) -> list[Case]:
+    """Cases for ``vae.kl-torch``: float64 torch tensors mu, logvar of shape (n, d) or (d,)."""
+    import torch
+
+    def tensors(mu, logvar):
+        return (torch.as_tensor(np.asarray(mu, dtype=float)), torch.as_tensor(np.asarray(logvar, dtype=float)))
+
+    cases = [
+        Case("a (3, 2) batch equal to the prior (mu = 0, logvar = 0)", tensors(np.zeros((3, 2)), np.zeros((3, 2)))),
+        Case("a single image, shape (4,) (no batch axis)", tensors([0.3, -1.2, 0.0, 2.0], [0.5, -0.7, 0.0, 1.1])),
+        Case("a (2, 3) batch with tiny variances (logvar = -12)",
+             tensors(rng.normal(size=(2, 3)), np.full((2, 3), -12.0))),
+        Case("a (2, 3) batch with mu = 0 and logvar = 1", tensors(np.zeros((2, 3)), np.ones((2, 3)))),
+        Case("a (3, 200) batch (many latent dimensions)", tensors(rng.normal(size=(3, 200)),
+                                                                 rng.uniform(-3, 2, size=(3, 200)))),
+    ]
+    for i in range(3):
+        cases.append(Case(f"random (5, 4) batch {i + 1}", tensors(rng.normal(0, 1.5, size=(5, 4)),
+                                                                  rng.uniform(-2.5, 1.5, size=(5, 4)))))
+    return cases
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().numpy() if hasattr(t, "detach") else np.asarray(t, dtype=float)
+
+
+def _kl_rows(mu, logvar, *, sigma_sq=None, constant=1.0, factor=0.5):
+    mu, logvar = _np(mu), _np(logvar)
+    sigma_sq = np.exp(logvar) if sigma_sq is None else sigma_sq(logvar)
+    return factor * np.sum(sigma_sq + mu**2 - constant - logvar, axis=-1)
+
+
+def _torch_mean_over_dims(mu, logvar):
+    return _np(vae_kl(mu, logvar)) / _np(mu).shape[-1]
+
+
+def _torch_summed_over_batch(mu, logvar):
+    return np.sum(_np(vae_kl(mu, logvar)))
+
+
+def _torch_logvar_as_logsigma(mu, logvar):
+    return _np(vae_kl(mu, 2 * logvar))
+
+
+def _torch_forgot_constant(mu, logvar):
+    return _kl_rows(mu, logvar, constant=0.0)
+
+
+_kl_torch_values = function(
+    vae_kl,
+    kl_torch_cases,
+    rtol=1e-7,
+    atol=1e-10,
+    name="vae_kl_torch",
+    misconceptions=[
+        Misconception("mean-over-dims", _torch_mean_over_dims,
+                      "Your function averages over the latent dimensions; the KL of a diagonal Gaussian is "
+                      "their sum (sum over the last axis)."),
+        Misconception("summed-over-batch", _torch_summed_over_batch,
+                      "Your function also sums over the batch: return one KL per image (shape (n,)) and let "
+                      "the loss take the mean."),
+        sigma_for_variance(_torch_logvar_as_logsigma),
+        forgot_half(_torch_forgot_constant),
+        Misconception("factor-of-two", lambda mu, logvar: 2 * _np(vae_kl(mu, logvar)),
+                      "Twice the right value: the bracket is multiplied by 1/2."),
+    ],
+)
+
+
+def _kl_torch_checker(answer) -> Verdict:
+    """Values on every case first; then that gradients flow: d/dmu = mu, d/dlogvar = (exp(logvar) - 1)/2."""
+    verdict = _kl_torch_values(answer)
+    if not verdict.passed:
+        return verdict
+    import torch
+
+    mu = torch.tensor([[0.4, -1.1, 2.0]], dtype=torch.float64, requires_grad=True)
+    logvar = torch.tensor([[-0.8, 0.5, 0.0]], dtype=torch.float64, requires_grad=True)
+    not_differentiable = Verdict(False, "The values are right, but the result is not connected to mu and logvar "
+                                 "by autograd: use torch operations only (no .numpy(), no float(), no "
+                                 "torch.tensor(...) around the result).", WRONG, "not-differentiable")
+    try:
+        out = answer(mu, logvar)
+    except RuntimeError:  # e.g. .numpy() on a tensor that requires grad
+        return not_differentiable
+    if not isinstance(out, torch.Tensor) or out.grad_fn is None:
+        return not_differentiable
+    out.sum().backward()
+    ok = torch.allclose(mu.grad, mu.detach()) and torch.allclose(logvar.grad, torch.expm1(logvar.detach()) / 2)
+    if not ok:
+        return Verdict(False, "The values are right but the gradients are not: check for detach() or in-place "
+                       "tricks.", WRONG, "wrong-gradient")
+    return Verdict(True, verdict.message + " Gradients flow too.", CORRECT)
+
+
+register(
+    "vae.kl-torch",
+    title="Implement vae_kl_torch(mu, logvar)",
+    kind="function",
+    checker=_kl_torch_checker,
+)
+
+
+# --------------------------------------------------------------------------- vae.beta-units
+register(
+    "vae.beta-units",
+    title="Predict: active units as beta grows",
+    kind="predict",
+    checker=choice(
+        "decreases",
+        ["increases", "stays the same", "decreases"],
+        explanations={
+            "increases": "The other way round: β multiplies the KL term, the price of every nat a latent "
+                         "dimension carries about x. The higher the price, the fewer dimensions are worth "
+                         "using. (The belief that the KL term *prevents* collapse is a common mistake.)",
+            "stays the same": "β changes what a nat of information costs, so it changes how many dimensions "
+                              "the optimum uses: watch the KL per dimension as β grows.",
+        },
+    ),
+)
+
+
+# --------------------------------------------------------------------------- vae.rate-from-kl
+def rate_expected() -> float:
+    """Rate in nats = sum over all latent dimensions of the KL, converted from bits (x ln 2)."""
+    return float(np.sum(KL_PER_DIM_BITS) * LN2)
+
+
+register(
+    "vae.rate-from-kl",
+    title="The rate from a KL-per-dimension vector",
+    kind="number",
+    checker=number(
+        rate_expected,
+        misconceptions=[
+            Misconception("mean-over-dims", lambda: rate_expected() / len(KL_PER_DIM_BITS),
+                          "That is the mean over the latent dimensions; the rate is the KL term itself, the "
+                          "sum over dimensions."),
+            Misconception("inverted-conversion", lambda: float(np.sum(KL_PER_DIM_BITS) / LN2),
+                          "The conversion is upside down: 1 bit = ln 2 nats ≈ 0.693 nats, so multiply by ln 2."),
+            Misconception("active-only", lambda: float(sum(k for k in KL_PER_DIM_BITS if k * LN2 > 0.01) * LN2),
+                          "The rate counts every dimension, including the small KL of the inactive ones "
+                          "(the 0.01-nat threshold only decides what we call active)."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- vae.elbo-gap
+def elbo_gap_expected() -> float:
+    """D(q(z|x) || p(z|x)) = log p(x) - ELBO, with ELBO = E_q[log p(x|z)] - D(q(z|x) || p(z))."""
+    return LOG_EVIDENCE - (EXPECTED_LOG_LIKELIHOOD - KL_TERM)
+
+
+register(
+    "vae.elbo-gap",
+    title="How far is the encoder from the true posterior?",
+    kind="number",
+    checker=number(
+        elbo_gap_expected,
+        rtol=1e-6,
+        atol=1e-9,
+        misconceptions=[
+            Misconception("elbo-without-kl", lambda: LOG_EVIDENCE - EXPECTED_LOG_LIKELIHOOD,
+                          "That treats E_q[log p(x|z)] as the ELBO; the ELBO also subtracts the KL term "
+                          "D(q(z|x) ‖ p(z))."),
+            Misconception("kl-sign", lambda: LOG_EVIDENCE - (EXPECTED_LOG_LIKELIHOOD + KL_TERM),
+                          "The KL term is subtracted in the ELBO, not added: ELBO = E_q[log p(x|z)] − D(q ‖ p(z))."),
+            Misconception("sign", lambda: -elbo_gap_expected(),
+                          "The sign is flipped: the gap is log p(x) − ELBO, which Gibbs' inequality makes ≥ 0."),
+            Misconception("is-the-elbo", lambda: EXPECTED_LOG_LIKELIHOOD - KL_TERM,
+                          "That is the ELBO itself; the question asks for the gap between log p(x) and it."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- vae.mse-sigma
+register(
+    "vae.mse-sigma",
+    title="Predict: what does the MSE penalty do to sigma?",
+    kind="predict",
+    checker=choice(
+        "smaller",
+        ["smaller", "about the same", "larger"],
+        explanations={
+            "about the same": "Near σ = 1 the two penalties agree, but the MSE (σ − 1)² can never exceed 1 as "
+                              "σ → 0 while the KL grows like −log σ. Which σ does the reconstruction term want?",
+            "larger": "A larger σ adds noise to z and makes reconstructions worse; nothing in the MSE penalty "
+                      "rewards it. Compare what each penalty charges as σ → 0.",
+        },
+    ),
+)
