@@ -31,6 +31,8 @@ Cover, T. M. & Thomas, J. A. (2006). *Elements of Information Theory*, 2nd ed., 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from klcourse.gaussians import expm1mx
@@ -137,3 +139,429 @@ def _as_float(x, name: str) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric, got {type(x).__name__}") from exc
+
+
+# --------------------------------------------------------------------------- chapter 9: studies and demos
+# Everything below is numpy-only (no torch), for the notebook book/09_estimation.ipynb.
+
+
+def kl_estimates(log_q, log_p, *, estimator="k3", axis=-1):
+    r"""Many independent Monte Carlo estimates of :math:`D(Q \| P)` at once.
+
+    :func:`mc_kl` averages over *every* entry; this averages the per-sample values of
+    ``estimator`` along ``axis`` only, so log-densities of shape ``(n_reps, n_samples)`` give
+    ``n_reps`` estimates, each from its own ``n_samples`` draws ``x ~ Q``.
+
+    Parameters
+    ----------
+    log_q, log_p : array_like, same shape
+        ``log q(x)`` and ``log p(x)`` at samples drawn from Q (numpy only).
+    estimator : {"k1", "k2", "k3"}
+        With ``log_r = log_p - log_q``: ``k1 = -log_r``, ``k2 = log_r**2 / 2``,
+        ``k3 = expm1(log_r) - log_r`` (see :func:`mc_kl`).
+    axis : int, optional
+        The sample axis (default last).
+
+    Returns
+    -------
+    numpy.ndarray or float
+        The estimates; the input shape without ``axis``.  ``inf`` where a sample has ``log p = -inf``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`mc_kl`: unknown estimator, shape mismatch, no samples, NaN, ``log_q`` not
+        finite, ``log_p = +inf``.
+
+    References
+    ----------
+    Schulman (2020), "Approximating KL divergence".
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; use one of {', '.join(map(repr, ESTIMATORS))}")
+    lq, lp = _as_float(log_q, "log_q"), _as_float(log_p, "log_p")
+    if lq.shape != lp.shape:
+        raise ValueError(f"shape mismatch: log_q has shape {lq.shape}, log_p has shape {lp.shape}")
+    if lq.ndim == 0 or lq.shape[axis] == 0:
+        raise ValueError("need at least one sample along the sample axis")
+    _check_values(bool(np.isnan(lq).any() or np.isnan(lp).any()), bool(np.isinf(lq).any()),
+                  bool(np.isposinf(lp).any()))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.mean(_per_sample(lp - lq, estimator, np), axis=axis)
+
+
+@dataclass(frozen=True)
+class EstimatorStudy:
+    r"""Repeated Monte Carlo estimates of one divergence :math:`D(Q \| P)` by k1, k2 and k3.
+
+    Attributes
+    ----------
+    exact : float
+        The true :math:`D(Q \| P)` (nats).
+    n_samples : int
+        Samples per estimate.
+    estimates : dict
+        ``{name: array of shape (n_reps,)}``: one averaged estimate per repetition.
+    single_std : dict
+        ``{name: float}``: standard deviation of a *single-sample* value (over all draws).
+    single_negative : dict
+        ``{name: float}``: fraction of single-sample values below 0.
+    """
+
+    exact: float
+    n_samples: int
+    estimates: dict
+    single_std: dict
+    single_negative: dict
+
+    @property
+    def n_reps(self) -> int:
+        return len(next(iter(self.estimates.values())))
+
+    def bias(self, name: str) -> float:
+        """Mean of the estimates minus the exact value (its Monte Carlo error is ``std / sqrt(n_reps)``)."""
+        return float(np.mean(self.estimates[name]) - self.exact)
+
+    def std(self, name: str) -> float:
+        """Standard deviation of the averaged estimates over the repetitions."""
+        return float(np.std(self.estimates[name], ddof=1))
+
+    def negative_fraction(self, name: str) -> float:
+        """Fraction of the averaged estimates that are negative."""
+        return float(np.mean(self.estimates[name] < 0))
+
+    def summary(self) -> dict:
+        """``{name: {...}}`` with mean, bias, std, their ratios to ``exact`` and the negative fractions."""
+        return {
+            name: {
+                "mean": float(np.mean(values)),
+                "bias": self.bias(name),
+                "std": self.std(name),
+                "relative_bias": self.bias(name) / self.exact,
+                "relative_std": self.std(name) / self.exact,
+                "single_relative_std": self.single_std[name] / self.exact,
+                "single_negative": self.single_negative[name],
+                "negative": self.negative_fraction(name),
+            }
+            for name, values in self.estimates.items()
+        }
+
+
+def estimator_study(log_q, log_p, exact: float) -> EstimatorStudy:
+    r"""Compare k1, k2 and k3 on repeated draws.
+
+    Parameters
+    ----------
+    log_q, log_p : array_like, shape (n_reps, n_samples)
+        Log-densities at ``n_reps`` independent batches of ``n_samples`` draws from Q.
+    exact : float
+        The true :math:`D(Q \| P)`, e.g. from :func:`klcourse.kl_normal`.
+
+    Returns
+    -------
+    EstimatorStudy
+    """
+    lq, lp = _as_float(log_q, "log_q"), _as_float(log_p, "log_p")
+    if lq.ndim != 2:
+        raise ValueError(f"log_q and log_p must have shape (n_reps, n_samples), got {lq.shape}")
+    estimates = {name: kl_estimates(lq, lp, estimator=name) for name in ESTIMATORS}
+    single = {name: _per_sample(lp - lq, name, np) for name in ESTIMATORS}
+    return EstimatorStudy(
+        exact=float(exact),
+        n_samples=lq.shape[1],
+        estimates=estimates,
+        single_std={name: float(np.std(v)) for name, v in single.items()},
+        single_negative={name: float(np.mean(v < 0)) for name, v in single.items()},
+    )
+
+
+def gaussian_estimator_study(mu_q, sigma_q, mu_p, sigma_p, *, n_samples: int = 100, n_reps: int = 2000,
+                             seed: int = 0) -> EstimatorStudy:
+    r"""k1, k2 and k3 for :math:`D(N(\mu_q, \sigma_q^2) \| N(\mu_p, \sigma_p^2))` from samples of Q.
+
+    Draws an ``(n_reps, n_samples)`` array ``x ~ Q`` in one go (seeded), evaluates both
+    log-densities there and compares every estimator with the closed form
+    :func:`klcourse.kl_normal` (``sigma_q``, ``sigma_p`` are standard deviations).
+
+    Examples
+    --------
+    Schulman's (2020) close pair, true KL 0.005 nats:
+
+    >>> study = gaussian_estimator_study(0.0, 1.0, 0.1, 1.0)
+    >>> round(study.exact, 6)
+    0.005
+    """
+    from klcourse.gaussians import kl_normal
+
+    if n_samples < 1 or n_reps < 2:
+        raise ValueError("need n_samples >= 1 and n_reps >= 2")
+    exact = kl_normal(mu_q, sigma_q, mu_p, sigma_p)  # also validates the parameters
+    x = np.random.default_rng(seed).normal(mu_q, sigma_q, size=(n_reps, n_samples))
+    return estimator_study(_normal_logpdf(x, mu_q, sigma_q), _normal_logpdf(x, mu_p, sigma_p), exact)
+
+
+def _normal_logpdf(x, mu, sigma):
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+
+
+# --------------------------------------------------------------------------- a policy under a KL penalty
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def _policy_problem(ref_probs, rewards, beta):
+    from klcourse._validate import as_float_array, probability_array
+
+    ref = probability_array(ref_probs, "ref_probs")
+    r = as_float_array(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be vectors of the same length, got {ref.shape} and {r.shape}")
+    if not np.isfinite(beta) or beta <= 0:
+        raise ValueError(f"beta must be a positive number, got {beta!r}")
+    return ref, r, float(beta)
+
+
+def kl_regularised_optimum(ref_probs, rewards, beta):
+    r"""The policy maximising :math:`\mathbb E_\pi[r] - \beta\, D(\pi \| \pi_{\text{ref}})`.
+
+    .. math:: \pi^*(a) = \frac{\pi_{\text{ref}}(a)\, e^{r(a)/\beta}}{Z}, \qquad
+              Z = \sum_a \pi_{\text{ref}}(a)\, e^{r(a)/\beta},
+
+    and the maximum is :math:`\beta \log Z`, since for every policy
+    :math:`\mathbb E_\pi[r] - \beta D(\pi\|\pi_{\text{ref}}) = \beta \log Z - \beta D(\pi \| \pi^*)`.
+    Computed in log space (no overflow for small ``beta``).
+
+    Parameters
+    ----------
+    ref_probs : array_like, shape (K,)
+        The reference policy (sums to 1; actions with probability 0 keep probability 0).
+    rewards : array_like, shape (K,)
+        Reward of each action.
+    beta : float
+        Strength of the KL penalty, > 0 (small beta: greedy; large beta: stay at the reference).
+
+    Returns
+    -------
+    numpy.ndarray, shape (K,)
+
+    References
+    ----------
+    Ouyang et al. (2022); the identity above is Gibbs' inequality (Cover & Thomas 2006, thm 2.6.3).
+    """
+    ref, r, beta = _policy_problem(ref_probs, rewards, beta)
+    with np.errstate(divide="ignore"):
+        return np.exp(_log_softmax(np.log(ref) + r / beta))
+
+
+def kl_regularised_objective(probs, ref_probs, rewards, beta):
+    r"""The KL-regularised objective :math:`J(\pi) = \sum_a \pi(a) r(a) - \beta\, D(\pi \| \pi_{\text{ref}})`.
+
+    Parameters
+    ----------
+    probs : array_like, shape (K,) or (..., K)
+        One policy or a batch of policies (each sums to 1).
+    ref_probs, rewards, beta
+        As in :func:`kl_regularised_optimum`.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        In reward units; the KL is in nats.  ``-inf`` if a policy puts mass where ``ref_probs`` is 0.
+    """
+    from klcourse.divergences import kl_divergence
+
+    ref, r, beta = _policy_problem(ref_probs, rewards, beta)
+    return np.asarray(probs, dtype=float) @ r - beta * kl_divergence(probs, ref)
+
+
+def kl_regularised_gradient(logits, ref_probs, rewards, beta):
+    r"""Exact gradient of :math:`J(\pi_\theta)` in the logits, :math:`\pi_\theta = \mathrm{softmax}(\theta)`.
+
+    With :math:`f(a) = r(a) - \beta \log(\pi(a)/\pi_{\text{ref}}(a))` (the KL-penalised reward),
+
+    .. math:: \partial J / \partial \theta_j = \pi(j)\,\big(f(j) - \mathbb E_\pi[f]\big);
+
+    the derivative of :math:`\log \pi` inside ``f`` averages to zero under :math:`\pi` and drops out.
+    ``ref_probs`` must be strictly positive.
+    """
+    ref, r, beta = _policy_problem(ref_probs, rewards, beta)
+    log_pi = _log_softmax(np.asarray(logits, dtype=float))
+    f = r - beta * (log_pi - np.log(ref))
+    pi = np.exp(log_pi)
+    return pi * (f - pi @ f)
+
+
+def _sampled_gradient(actions, log_pi, log_ref, rewards, beta):
+    """REINFORCE estimate of the gradient from one batch, with the batch mean as baseline."""
+    pi = np.exp(log_pi)
+    f = rewards[actions] - beta * (log_pi[actions] - log_ref[actions])  # KL-penalised reward per sample
+    one_hot = np.eye(len(pi))[actions]
+    return np.mean((f - f.mean())[:, None] * (one_hot - pi), axis=0)
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    r"""Trajectory of a categorical policy trained under a KL penalty (see :func:`train_kl_regularised_policy`).
+
+    Attributes
+    ----------
+    probs : ndarray, shape (T + 1, K)
+        :math:`\pi_0 = \pi_{\text{ref}}, \pi_1, \dots, \pi_T` (T = steps taken).
+    exact_kl : ndarray, shape (T + 1,)
+        :math:`D(\pi_t \| \pi_{\text{ref}})` in nats, exact.
+    estimates : dict
+        ``{"k1"|"k2"|"k3": ndarray (T + 1,)}``: the same KL estimated from ``batch_size`` actions
+        sampled from :math:`\pi_t` (``log_q = log pi_t(a)``, ``log_p = log pi_ref(a)``).
+    objective : ndarray, shape (T + 1,)
+        :math:`J(\pi_t)`.
+    kl_to_optimum : ndarray, shape (T + 1,)
+        :math:`D(\pi_t \| \pi^*)` in nats.
+    optimum : ndarray, shape (K,)
+        :math:`\pi^*` from :func:`kl_regularised_optimum`.
+    stopped_at : int or None
+        The step at which early stopping fired, or None.
+    """
+
+    probs: np.ndarray
+    exact_kl: np.ndarray
+    estimates: dict
+    objective: np.ndarray
+    kl_to_optimum: np.ndarray
+    optimum: np.ndarray
+    stopped_at: int | None
+
+
+def train_kl_regularised_policy(ref_probs, rewards, beta, *, lr: float = 4.0, n_steps: int = 200,
+                                batch_size: int = 64, gradient: str = "exact", kl_target: float | None = None,
+                                stop_estimator: str = "k3", seed: int = 0) -> PolicyRun:
+    r"""Gradient ascent on :math:`J(\pi) = \mathbb E_\pi[r] - \beta D(\pi \| \pi_{\text{ref}})` over softmax logits.
+
+    Starts at :math:`\pi_0 = \pi_{\text{ref}}`. At every step it samples ``batch_size`` actions
+    from the current policy :math:`\pi_t`, estimates :math:`D(\pi_t \| \pi_{\text{ref}})` from them
+    with k1, k2 and k3 (samples from :math:`\pi_t`, i.e. ``Q = pi_t``, ``P = pi_ref``), records the
+    exact value, and updates the logits by ``lr`` times the gradient.
+
+    Parameters
+    ----------
+    ref_probs, rewards, beta
+        As in :func:`kl_regularised_optimum`; ``ref_probs`` strictly positive.
+    lr : float
+        Step size on the logits.
+    n_steps : int
+        Number of updates (the run records ``n_steps + 1`` policies unless stopped early).
+    batch_size : int
+        Actions sampled per step.
+    gradient : {"exact", "sampled"}
+        ``"exact"``: :func:`kl_regularised_gradient`; ``"sampled"``: the REINFORCE estimate from the
+        same batch, with the KL-penalised reward ``r(a) - beta * log(pi(a) / pi_ref(a))`` per sample
+        (the RLHF recipe) and the batch mean as baseline.
+    kl_target : float, optional
+        Early stopping: stop as soon as the ``stop_estimator`` estimate exceeds ``kl_target`` nats
+        (the policy that crossed it is the last one recorded).
+    stop_estimator : {"k1", "k2", "k3"}
+    seed : int
+        Seeds the sampling of actions.
+
+    Returns
+    -------
+    PolicyRun
+    """
+    from klcourse.divergences import kl_divergence
+
+    ref, r, beta = _policy_problem(ref_probs, rewards, beta)
+    if np.any(ref <= 0):
+        raise ValueError("ref_probs must be strictly positive (the policy starts at the reference)")
+    if gradient not in ("exact", "sampled"):
+        raise ValueError(f"gradient must be 'exact' or 'sampled', got {gradient!r}")
+    if stop_estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {stop_estimator!r}; use one of {', '.join(map(repr, ESTIMATORS))}")
+    if n_steps < 0 or batch_size < 1:
+        raise ValueError("need n_steps >= 0 and batch_size >= 1")
+    rng = np.random.default_rng(seed)
+    log_ref = np.log(ref)
+    logits = log_ref.copy()
+    probs, estimates, stopped_at = [], {name: [] for name in ESTIMATORS}, None
+    for t in range(n_steps + 1):
+        log_pi = _log_softmax(logits)
+        actions = rng.choice(len(ref), size=batch_size, p=np.exp(log_pi))
+        probs.append(np.exp(log_pi))
+        for name in ESTIMATORS:
+            estimates[name].append(mc_kl(log_pi[actions], log_ref[actions], estimator=name))
+        if kl_target is not None and estimates[stop_estimator][-1] > kl_target:
+            stopped_at = t
+            break
+        if gradient == "exact":
+            logits = logits + lr * kl_regularised_gradient(logits, ref, r, beta)
+        else:
+            logits = logits + lr * _sampled_gradient(actions, log_pi, log_ref, r, beta)
+    probs = np.array(probs)
+    optimum = kl_regularised_optimum(ref, r, beta)
+    return PolicyRun(
+        probs=probs,
+        exact_kl=np.asarray(kl_divergence(probs, ref)),
+        estimates={name: np.array(v) for name, v in estimates.items()},
+        objective=np.asarray(kl_regularised_objective(probs, ref, r, beta)),
+        kl_to_optimum=np.asarray(kl_divergence(probs, optimum)),
+        optimum=optimum,
+        stopped_at=stopped_at,
+    )
+
+
+def kl_estimates_along(probs, ref_probs, *, batch_size: int = 64, n_reps: int = 500, seed: int = 0) -> dict:
+    r"""Re-estimate :math:`D(\pi_t \| \pi_{\text{ref}})` along a fixed trajectory, ``n_reps`` times per step.
+
+    Parameters
+    ----------
+    probs : array_like, shape (T, K)
+        The policies :math:`\pi_t`, e.g. ``PolicyRun.probs``.
+    ref_probs : array_like, shape (K,)
+    batch_size : int
+        Actions drawn from :math:`\pi_t` per estimate (``Q = pi_t``, ``P = pi_ref``).
+    n_reps : int
+        Independent batches per step.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``{"k1"|"k2"|"k3": ndarray (n_reps, T)}``: the spread an early-stopping rule sees.
+    """
+    from klcourse._validate import probability_array
+
+    path = probability_array(probs, "probs")
+    ref = probability_array(ref_probs, "ref_probs")
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore"):
+        log_path, log_ref = np.log(path), np.log(ref)
+    out = {name: np.empty((n_reps, len(path))) for name in ESTIMATORS}
+    for t, (pi, log_pi) in enumerate(zip(path, log_path, strict=True)):
+        actions = rng.choice(len(ref), size=(n_reps, batch_size), p=pi)
+        for name in ESTIMATORS:
+            out[name][:, t] = kl_estimates(log_pi[actions], log_ref[actions], estimator=name)
+    return out
+
+
+def first_exceedance(values, target: float):
+    """Index of the first entry along the last axis above ``target``; -1 where none is.
+
+    With ``-1`` meaning "never stopped", ``exact_kl[first_exceedance(est, target)]`` is the KL a run ends
+    with, whether or not the early-stopping rule fired.
+    """
+    above = np.asarray(values, dtype=float) > target
+    return np.where(above.any(axis=-1), above.argmax(axis=-1), -1)
+
+
+__all__ += [
+    "EstimatorStudy",
+    "PolicyRun",
+    "estimator_study",
+    "first_exceedance",
+    "gaussian_estimator_study",
+    "kl_estimates",
+    "kl_estimates_along",
+    "kl_regularised_gradient",
+    "kl_regularised_objective",
+    "kl_regularised_optimum",
+    "train_kl_regularised_policy",
+]
