@@ -8,6 +8,7 @@ import pytest
 from klcourse.exercises import check, core, evaluate, get_exercise, list_exercises, register
 from klcourse.exercises.checkers import (
     Case,
+    Misconception,
     array,
     choice,
     forgot_half,
@@ -256,3 +257,13 @@ def test_every_registered_exercise_belongs_to_a_chapter():
         assert ex.chapter in core.CHAPTERS, ex.id
         assert ex.title and ex.kind in core.KINDS
         assert get_exercise(ex.id) is ex
+
+
+def test_function_misconception_that_produces_nan_is_still_recognised(scratch):
+    def naive(p, q):  # 0·log 0 → NaN on the zero case, like the learner's
+        with np.errstate(all="ignore"):
+            return float(np.sum(np.asarray(p) * np.log(np.asarray(p) / np.asarray(q))))
+
+    named = Misconception("no-zero-handling", naive, "Terms with p = 0 must contribute 0.")
+    eid = scratch("nanmis", title="t", kind="function", checker=function(_kl_reference, CASES, misconceptions=[named]))
+    assert evaluate(eid, naive).misconception == "no-zero-handling"

@@ -110,11 +110,11 @@ def _lazy(value):
 
 
 # --------------------------------------------------------------------------- comparisons
-def _close(a, b, rtol, atol) -> bool:
+def _close(a, b, rtol, atol, equal_nan: bool = False) -> bool:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         return False
-    return bool(np.all(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=False) | ((a == b) & np.isinf(a))))
+    return bool(np.all(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan) | ((a == b) & np.isinf(a))))
 
 
 def _how_far(answer, expected) -> str:
@@ -289,13 +289,13 @@ def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e
             with np.errstate(all="ignore"):
                 outputs.append((case, got, np.asarray(reference(*case.args, **kwargs), dtype=float)))
         for case, got, exp in outputs:
-            if np.isnan(got).any() and not np.isnan(exp).any():
-                return Verdict(False, f"Your {name} returns NaN on {case.description}: look for 0·log 0 "
-                               "(terms with p = 0 contribute 0) or 0/0.")
             if not _close(got, exp, rtol, atol):
                 m = _function_misconception(extra, outputs, rtol, atol)
                 if m:
                     return Verdict(False, m.message, WRONG, m.name)
+                if np.isnan(got).any():
+                    return Verdict(False, f"Your {name} returns NaN on {case.description}: look for 0·log 0 "
+                                   "(terms with p = 0 contribute 0) or 0/0.")
                 return Verdict(False, f"Your {name} gives a wrong result on {case.description}. "
                                + _how_far(got, exp).replace("Not quite: your answer", "The result"))
         return Verdict(True, f"Correct on all {len(outputs)} test cases!", CORRECT)
@@ -307,10 +307,11 @@ def _function_misconception(misconceptions, outputs, rtol, atol):
     for m in misconceptions:
         informative = 0
         for case, got, exp in outputs:
-            alt = np.asarray(m.value(*case.args, **(case.kwargs or {})), dtype=float)
+            with np.errstate(all="ignore"):
+                alt = np.asarray(m.value(*case.args, **(case.kwargs or {})), dtype=float)
             if _close(alt, exp, rtol, atol):
                 continue
-            if not _close(got, alt, rtol, atol):
+            if not _close(got, alt, rtol, atol, equal_nan=True):  # a mistake may well produce NaN
                 break
             informative += 1
         else:
