@@ -1,0 +1,363 @@
+"""Exercises of chapter 5, "Computing KL without fooling yourself" (slug ``numerics``).
+
+Every expected value is computed here, lazily, from the problem data below; the notebook
+``book/05_numerics.ipynb`` states the same data and ``tests/test_exercises_numerics.py``
+recomputes each answer by an independent route (mpmath, PyTorch, hand formulas).
+
+References
+----------
+Higham, N. J. (2002). *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM.
+Blanchard, P., Higham, D. J. & Higham, N. J. (2021). Accurately computing the log-sum-exp and
+softmax functions. *IMA J. Numer. Anal.* 41(4), 2311-2330.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy.special import log_softmax, logsumexp, softmax
+
+from klcourse.divergences import kl_divergence
+from klcourse.exercises.checkers import (
+    Case,
+    Misconception,
+    choice,
+    function,
+    number,
+    predicate,
+    sum_vs_mean,
+    swapped,
+)
+from klcourse.exercises.core import INVALID, WRONG, Verdict, register
+from klcourse.gaussians import kl_normal
+from klcourse.numerics import (
+    SWEEP_DELTAS,
+    gaussian_sweep,
+    kl_bernoulli,
+    naive_kl_clipped,
+    naive_kl_normal,
+    relative_errors,
+)
+
+# --------------------------------------------------------------------------- problem data
+#: ``numerics.kl-bernoulli``: relative tolerance of the function checker (6 significant digits)
+BERNOULLI_RTOL = 1e-6
+
+#: ``numerics.kl-div-batch``: target logits (rows of P) and model logits (rows of Q), 3 rows x 5 classes
+TARGET_LOGITS = (
+    (2.0, 1.0, 0.0, -1.0, 0.5),
+    (0.0, 3.0, -1.0, 0.5, 0.5),
+    (1.0, 1.0, 1.0, -2.0, 0.0),
+)
+MODEL_LOGITS = (
+    (1.0, 1.5, 0.0, 0.0, -0.5),
+    (0.5, 2.0, 0.0, 0.0, 1.0),
+    (0.0, 2.0, 1.0, -1.0, 0.0),
+)
+
+#: ``numerics.clip-predict``: Q rules out the last outcome, to which P gives mass 0.05
+CLIP_P = (0.5, 0.3, 0.15, 0.05)
+CLIP_Q = (0.4, 0.4, 0.2, 0.0)
+CLIP_EPS_YOURS = 1e-8
+CLIP_EPS_COLLEAGUE = 1e-16
+
+#: ``numerics.logsumexp``: logits whose exponentials overflow float64
+LSE_LOGITS = (1000.0, 1001.5, 998.0, -1000.0)
+
+#: ``numerics.digits-lost``: the relative difference of the standard deviations read off the figure
+DIGITS_DELTA = 1e-6
+DIGITS_OPTIONS = ("16", "10", "4", "0")
+
+
+# --------------------------------------------------------------------------- 1. stable kl_bernoulli
+def _near(a: float, rel: float) -> float:
+    return float(a * (1.0 + rel))
+
+
+def bernoulli_cases() -> dict[str, list[Case]]:
+    """The cases of ``numerics.kl-bernoulli`` by group: separated, edges, infinite, near-identical."""
+    return {
+        "separated": [
+            Case("a = 0.3, b = 0.6", (0.3, 0.6)),
+            Case("a = 0.9, b = 0.2", (0.9, 0.2)),
+            Case("a = 0.02, b = 0.5", (0.02, 0.5)),
+            Case("a = b = 0.5 (the divergence is 0)", (0.5, 0.5)),
+        ],
+        "edges": [
+            Case("a = 0, b = 0.3 (0·log 0 counts as 0)", (0.0, 0.3)),
+            Case("a = 1, b = 0.3 (0·log 0 counts as 0)", (1.0, 0.3)),
+            Case("a = b = 0", (0.0, 0.0)),
+            Case("a = b = 1", (1.0, 1.0)),
+        ],
+        "infinite": [
+            Case("a = 0.4, b = 0 (Q rules out an outcome P allows: the divergence is inf)", (0.4, 0.0)),
+            Case("a = 0.4, b = 1 (Q rules out an outcome P allows: the divergence is inf)", (0.4, 1.0)),
+        ],
+        "near": [
+            Case("a = 0.3, b = 0.3·(1 + 1e-7): a and b agree to 7 digits", (0.3, _near(0.3, 1e-7))),
+            Case("a = 0.8, b = 0.8·(1 − 1e-6)", (0.8, _near(0.8, -1e-6))),
+            Case("a = 0.02, b = 0.02·(1 + 1e-5)", (0.02, _near(0.02, 1e-5))),
+            Case("a = 0.999, b = 0.999 − 1e-7", (0.999, 0.999 - 1e-7)),
+            Case("a = 0.6, b = 0.6 + 1e-8", (0.6, 0.6 + 1e-8)),
+        ],
+    }
+
+
+def _all_cases(groups=("separated", "edges", "infinite", "near")) -> list[Case]:
+    cases = bernoulli_cases()
+    return [c for g in groups for c in cases[g]]
+
+
+def _bernoulli_checker(cases):
+    return function(kl_bernoulli, cases, rtol=BERNOULLI_RTOL, atol=0.0, name="kl_bernoulli",
+                    misconceptions=[swapped(lambda a, b: kl_bernoulli(b, a))])
+
+
+def _finite_where_infinite(answer) -> bool:
+    for case in bernoulli_cases()["infinite"]:
+        try:
+            with np.errstate(all="ignore"):
+                value = np.asarray(answer(*case.args), dtype=float)
+        except Exception:  # the learner's function may fail in any way; the main checker reports it
+            return False
+        if value.size == 1 and np.isfinite(value).all():
+            return True
+    return False
+
+
+_CANCELLATION = (
+    "Your kl_bernoulli is right when a and b are far apart and at the edges, but loses its digits when a ≈ b: "
+    "a·log(a/b) and (1−a)·log((1−a)/(1−b)) are each of order |a − b| with opposite signs, and their sum, of "
+    "order (a − b)², is swamped by their rounding errors. Rewrite each term as a·ψ((b−a)/a) with "
+    "ψ(r) = r − log1p(r) ≥ 0 (the two added r's cancel exactly), or use log1p on the exact difference b − a."
+)
+_CLIPPED = (
+    "Your kl_bernoulli returns a finite number when b = 0 < a (or b = 1 > a). Then Q gives probability 0 to an "
+    "outcome P allows and the divergence is +inf; clipping b with an epsilon hides that and makes the result "
+    "depend on the epsilon."
+)
+
+
+def _kl_bernoulli_checker():
+    full = _bernoulli_checker(lambda rng: _all_cases())
+    easy = _bernoulli_checker(lambda rng: _all_cases(("separated", "edges", "infinite")))
+
+    def checker(answer) -> Verdict:
+        verdict = full(answer)
+        if verdict.passed or verdict.misconception or verdict.status == INVALID:
+            return verdict
+        if _finite_where_infinite(answer):
+            return Verdict(False, _CLIPPED, WRONG, "clipped")
+        if easy(answer).passed:
+            return Verdict(False, _CANCELLATION, WRONG, "cancellation")
+        return verdict
+
+    return checker
+
+
+register("numerics.kl-bernoulli", title="Implement a stable kl_bernoulli(a, b)", kind="function",
+         checker=_kl_bernoulli_checker())
+
+
+# --------------------------------------------------------------------------- 2. F.kl_div on a batch
+def _kl_div_rows():
+    p, q = softmax(np.array(TARGET_LOGITS), axis=-1), softmax(np.array(MODEL_LOGITS), axis=-1)
+    return p, q
+
+
+def kl_div_batch_expected() -> float:
+    """Batch mean of D(P_i || Q_i), P_i = softmax(target row i), Q_i = softmax(model row i)."""
+    p, q = _kl_div_rows()
+    return float(np.mean(kl_divergence(p, q)))
+
+
+def _kl_div_probabilities_as_input() -> float:
+    """``F.kl_div(q, p, reduction="batchmean")``: probabilities passed where log-probabilities belong."""
+    p, q = _kl_div_rows()
+    return float(np.sum(p * (np.log(p) - q)) / p.shape[0])
+
+
+def _kl_div_swapped() -> float:
+    p, q = _kl_div_rows()
+    return float(np.mean(kl_divergence(q, p)))
+
+
+_N_ROWS, _N_CLASSES = len(TARGET_LOGITS), len(TARGET_LOGITS[0])
+
+register(
+    "numerics.kl-div-batch",
+    title="A batch KL with torch.nn.functional.kl_div",
+    kind="number",
+    checker=number(
+        kl_div_batch_expected,
+        rtol=1e-5,
+        misconceptions=[
+            Misconception(
+                "reduction-mean", lambda: kl_div_batch_expected() / _N_CLASSES,
+                "That is reduction='mean', PyTorch's default: it divides the summed KL by the number of elements "
+                "(rows × classes), not by the number of rows, so it is too small by a factor of the number of "
+                "classes. Use reduction='batchmean'.",
+            ),
+            sum_vs_mean(lambda: kl_div_batch_expected() * _N_ROWS),
+            swapped(_kl_div_swapped),
+            Misconception(
+                "probabilities-as-input", _kl_div_probabilities_as_input,
+                "F.kl_div expects its first argument (input) to be log-probabilities, log Q, e.g. from "
+                "torch.log_softmax; you passed probabilities. (The result is then not a divergence at all: it "
+                "is even negative here.)",
+            ),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- 3. what clipping does
+def _lazy_choice(correct_answer, options, explanations):
+    """A :func:`choice` checker whose right option is computed by ``correct_answer()`` on first use."""
+    built = []
+
+    def checker(answer) -> Verdict:
+        if not built:
+            correct = correct_answer()
+            built.append(choice(correct, options, explanations={k: v for k, v in explanations.items()
+                                                                  if k != correct}))
+        return built[0](answer)
+
+    return checker
+
+
+def _clip_comparison() -> str:
+    yours = naive_kl_clipped(CLIP_P, CLIP_Q, eps=CLIP_EPS_YOURS)
+    colleague = naive_kl_clipped(CLIP_P, CLIP_Q, eps=CLIP_EPS_COLLEAGUE)
+    if not math.isfinite(colleague):
+        return "inf"
+    if math.isclose(yours, colleague, rel_tol=1e-3):
+        return "same"
+    return "larger" if colleague > yours else "smaller"
+
+
+_CLIP_EXPLANATIONS = {
+    "same": "The epsilon is not negligible here: Q has a zero where P has mass, so one term is p·log(p/eps), "
+            "and log(1/eps) doubles when eps goes from 1e-8 to 1e-16.",
+    "smaller": "Look at the term for the outcome where q = 0: p·log(p/eps). What does a smaller eps do to "
+               "log(1/eps)?",
+    "larger": "Compare the term p·log(p/eps) for the two values of eps.",
+    "inf": "The true divergence is +inf, but the clipped one is finite for every eps > 0: 1e-16 is still a "
+           "positive float64, so the clipped sum stays finite.",
+}
+
+register("numerics.clip-predict", title="Predict what a smaller epsilon does", kind="predict",
+         checker=_lazy_choice(_clip_comparison, ("same", "larger", "smaller", "inf"), _CLIP_EXPLANATIONS))
+
+
+# --------------------------------------------------------------------------- 4. log-sum-exp
+def _lse() -> float:
+    return float(logsumexp(np.array(LSE_LOGITS)))
+
+
+register(
+    "numerics.logsumexp",
+    title="The log-sum-exp of large logits",
+    kind="number",
+    checker=number(
+        _lse,
+        rtol=1e-7,
+        atol=0.0,
+        unit=None,
+        misconceptions=[
+            Misconception("overflow", math.inf,
+                          "exp(1000) overflows float64 (exp overflows above about 709.78), so the naive "
+                          "log(sum(exp(z))) returns inf. Subtract the largest logit m first: "
+                          "log Σ exp(z) = m + log Σ exp(z − m)."),
+            Misconception("forgot-max", lambda: _lse() - max(LSE_LOGITS),
+                          "You computed log Σ exp(z − m) with m the largest logit, but forgot to add m back."),
+            Misconception("max-only", lambda: max(LSE_LOGITS),
+                          "That is only the largest logit. The other logits add log Σ exp(z − m) > 0 to it."),
+            Misconception("log-softmax", lambda: float(log_softmax(np.array(LSE_LOGITS))[0]),
+                          "That is a log-probability (log-softmax) of one class, not the log-sum-exp of all "
+                          "the logits."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- 5. negative textbook KL
+def _four_parameters(answer) -> tuple[float, float, float, float]:
+    if isinstance(answer, (str, bytes, dict)) or not hasattr(answer, "__len__"):
+        raise TypeError("give a tuple (mu0, sigma0, mu1, sigma1) of four numbers")
+    if len(answer) != 4:
+        raise ValueError(f"give exactly four numbers (mu0, sigma0, mu1, sigma1), got {len(answer)}")
+    values = []
+    for name, v in zip(("mu0", "sigma0", "mu1", "sigma1"), answer, strict=True):
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite real number, got {v!r}")
+        values.append(float(v))
+    if values[1] <= 0 or values[3] <= 0:
+        raise ValueError("the standard deviations sigma0 and sigma1 must be > 0")
+    return tuple(values)
+
+
+def _negative_textbook_test(answer) -> tuple[bool, str]:
+    mu0, s0, mu1, s1 = _four_parameters(answer)
+    textbook = float(naive_kl_normal(mu0, s0, mu1, s1))
+    stable = kl_normal(mu0, s0, mu1, s1)
+    if textbook < 0:
+        return True, (f"Correct! The textbook formula gives {textbook:.3g} nats, impossible for a KL; "
+                      f"kl_normal gives {stable:.3g} nats. The negative sign is pure rounding error.")
+    return False, (f"Not negative: the textbook formula gives {textbook:.3g} nats here (kl_normal: {stable:.3g}). "
+                   "Look where the true divergence is far below the rounding error of its terms.")
+
+
+register("numerics.negative-textbook", title="Make the textbook Gaussian formula go negative",
+         kind="counterexample", checker=predicate(_negative_textbook_test))
+
+
+# --------------------------------------------------------------------------- 6. read the error figure
+def textbook_digits(delta: float = DIGITS_DELTA) -> float:
+    """Correct significant digits of the textbook Gaussian KL at ``sigma1/sigma0 = 1 +- delta``.
+
+    ``-log10`` of the median relative error over the draws of :func:`klcourse.numerics.gaussian_sweep`
+    (the data of the chapter's error figure) at the swept ratio closest to ``delta``.
+    """
+    reference, values = gaussian_sweep(methods={"textbook": naive_kl_normal})
+    row = int(np.argmin(np.abs(np.log10(SWEEP_DELTAS) - math.log10(delta))))
+    median = float(np.median(relative_errors(values["textbook"][row], reference[row])))
+    return -math.log10(max(median, 1e-17))
+
+
+def _closest_digits_option() -> str:
+    digits = max(textbook_digits(), 0.0)
+    return min(DIGITS_OPTIONS, key=lambda option: abs(float(option) - digits))
+
+
+_DIGITS_EXPLANATIONS = {
+    "16": "About 16 digits is what klcourse.kl_normal keeps at every ratio; follow the textbook curve instead.",
+    "10": "About 10 correct digits is the half-way form (error ~ eps/δ). The textbook formula's error grows like "
+          "eps/δ², twice as fast on the log scale.",
+    "4": "Read the textbook curve at 1e-6 on the horizontal axis again: digits ≈ −log10(relative error).",
+    "0": "The textbook formula has lost every digit only further left, where δ² is below the rounding error eps.",
+}
+
+register("numerics.digits-lost", title="Read the digits the textbook formula keeps", kind="choice",
+         checker=_lazy_choice(_closest_digits_option, DIGITS_OPTIONS, _DIGITS_EXPLANATIONS))
+
+
+__all__ = [
+    "BERNOULLI_RTOL",
+    "CLIP_EPS_COLLEAGUE",
+    "CLIP_EPS_YOURS",
+    "CLIP_P",
+    "CLIP_Q",
+    "DIGITS_DELTA",
+    "DIGITS_OPTIONS",
+    "LSE_LOGITS",
+    "MODEL_LOGITS",
+    "TARGET_LOGITS",
+    "bernoulli_cases",
+    "kl_div_batch_expected",
+    "textbook_digits",
+]

@@ -1,0 +1,674 @@
+"""Computing KL without fooling yourself (chapter 5): naive formulas, stress sets, accuracy tables.
+
+This module holds what chapter 5 measures.  Three kinds of functions live here:
+
+* **Deliberately naive reference implementations**, all named ``naive_*``: the textbook
+  formulas typed literally (and the epsilon hack), kept so the chapter can *measure* how they
+  fail.  Never use them for real work; use :func:`klcourse.kl_divergence`,
+  :func:`klcourse.kl_normal` and friends instead.
+* **Stable building blocks** that the chapter's exercises need: :func:`r_minus_log1p`
+  (``r - log1p(r)`` without cancellation) and :func:`kl_bernoulli`.
+* **Measurement tools**: seeded stress sets of nearly identical pairs
+  (:func:`gaussian_stress_set`, :func:`discrete_stress_set`, :func:`dyadic_near_pair`),
+  high-precision references in ``mpmath`` (:func:`mp_kl_normal`, :func:`mp_kl_discrete`),
+  and :func:`accuracy_table`, the side-by-side comparison of klcourse, the textbook formula,
+  SciPy and ``torch.distributions`` shown in the chapter.
+
+Why the textbook formulas fail
+------------------------------
+A KL divergence between nearly equal distributions is small, of the order of the *square*
+of their relative difference ``delta``, but the textbook formulas compute it as a sum of
+terms with both signs that are much larger: of order 1 for Gaussians, of order ``delta``
+for discrete distributions (whose ``log(p/q)`` factors are themselves known only to an
+absolute ``eps = 2.2e-16``).  Either way the relative error of the result is about
+``eps / delta**2``: at ``delta = 1e-8`` every digit is noise and the sign is a coin flip.
+The stable forms rewrite the divergence as a sum of non-negative terms, each evaluated
+without cancellation:
+
+    D(N(m0, s0^2) || N(m1, s1^2)) = phi(2x)/2 + ((m0 - m1)/s1)^2 / 2,
+        x = log(s0/s1),  phi(u) = e^u - 1 - u;
+    D(P || Q) = sum_i p_i (r_i - log1p(r_i)),  r_i = q_i/p_i - 1   (if sum p = sum q = 1, all p_i > 0).
+
+References
+----------
+Goldberg, D. (1991). What every computer scientist should know about floating-point
+arithmetic. *ACM Computing Surveys* 23(1), 5-48.
+Higham, N. J. (2002). *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM
+(ch. 1-4: rounding, cancellation, summation).
+Blanchard, P., Higham, D. J. & Higham, N. J. (2021). Accurately computing the log-sum-exp
+and softmax functions. *IMA J. Numer. Anal.* 41(4), 2311-2330.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from klcourse.divergences import kl_divergence
+from klcourse.gaussians import expm1mx, kl_normal
+
+__all__ = [
+    "DISCRETE_DELTAS",
+    "DISCRETE_METHODS",
+    "DPS",
+    "GAUSSIAN_METHODS",
+    "INACCURATE",
+    "SWEEP_DELTAS",
+    "SWEEP_DISCRETE_METHODS",
+    "SWEEP_GAUSSIAN_METHODS",
+    "accuracy_table",
+    "accuracy_table_html",
+    "discrete_stress_set",
+    "discrete_sweep",
+    "dyadic_near_pair",
+    "float32_kl_div_sweep",
+    "gaussian_stress_set",
+    "gaussian_sweep",
+    "kl_bernoulli",
+    "mp_kl_discrete",
+    "mp_kl_normal",
+    "naive_kl_bernoulli",
+    "naive_kl_clipped",
+    "naive_kl_discrete",
+    "naive_kl_discrete_log1p",
+    "naive_kl_normal",
+    "naive_kl_normal_expm1",
+    "naive_log_softmax",
+    "naive_softmax",
+    "r_minus_log1p",
+    "relative_errors",
+    "scipy_kl_normal",
+    "torch_kl_categorical",
+    "torch_kl_normal",
+]
+
+#: decimal digits of the mpmath references (float64 carries about 16)
+DPS = 50
+
+#: a result is counted as "inaccurate" in :func:`accuracy_table` when its relative error exceeds this
+INACCURATE = 1e-6
+
+
+# ----------------------------------------------------------------------------- naive formulas
+def naive_kl_normal(mu0, sigma0, mu1, sigma1):
+    r"""The textbook ``D(N(mu0, sigma0^2) || N(mu1, sigma1^2))``, typed literally (do not use).
+
+    .. math:: \log\frac{\sigma_1}{\sigma_0} + \frac{\sigma_0^2 + (\mu_0-\mu_1)^2}{2\sigma_1^2} - \frac12
+
+    For nearly equal distributions the three terms are of order 1 and cancel to leave a
+    result of order ``(sigma0/sigma1 - 1)**2``: the relative error is about
+    ``eps / (sigma0/sigma1 - 1)**2`` and the result can be negative.  Standard deviations,
+    not variances.  Compare :func:`klcourse.kl_normal`.
+    """
+    mu0, sigma0, mu1, sigma1 = (np.asarray(a, dtype=float) for a in (mu0, sigma0, mu1, sigma1))
+    return np.log(sigma1 / sigma0) + (sigma0**2 + (mu0 - mu1) ** 2) / (2 * sigma1**2) - 0.5
+
+
+def naive_kl_normal_expm1(mu0, sigma0, mu1, sigma1):
+    r"""Half-way stable Gaussian KL: ``(expm1(2x) - 2x)/2 + z**2/2`` (do not use).
+
+    ``x = log(sigma0/sigma1)`` is computed accurately (``log1p`` of the exact difference), but
+    ``phi(u) = expm1(u) - u`` is formed by a subtraction that still cancels for small ``u``:
+    ``expm1(u)`` is correct to ``eps * |u|`` and the result is about ``u**2/2``, so the
+    relative error is about ``2 eps / |u|`` instead of the textbook's ``eps / u**2``.
+    :func:`klcourse.kl_normal` sums the Taylor series of ``phi`` instead (error ~ ``eps``).
+    """
+    mu0, sigma0, mu1, sigma1 = (np.asarray(a, dtype=float) for a in (mu0, sigma0, mu1, sigma1))
+    x = np.log1p((sigma0 - sigma1) / sigma1)
+    z = (mu0 - mu1) / sigma1
+    return 0.5 * (np.expm1(2 * x) - 2 * x) + 0.5 * z * z
+
+
+def naive_kl_discrete(p, q, axis=-1):
+    """The textbook ``sum(p * log(p / q))`` (do not use).
+
+    NaN as soon as some ``p_i = 0`` (``0 * log 0 = 0 * -inf``), ``inf`` where ``q_i = 0 < p_i``,
+    and for ``q ~ p`` a sum of terms of order ``|q - p|`` with both signs whose rounding errors
+    swamp the true result of order ``(q - p)**2 / p``.
+    """
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    return np.sum(p * np.log(p / q), axis=axis)
+
+
+def naive_kl_discrete_log1p(p, q, axis=-1):
+    r"""``sum(p * (r - log1p(r)))`` with ``r = q/p - 1``, the subtraction done naively (do not use).
+
+    Every term is ``>= 0`` (so the result is never negative), but ``r - log1p(r)`` still
+    cancels for small ``r`` (relative error about ``2 eps/|r|``), and the identity
+    ``sum p r = sum q - sum p = 0`` behind the rewrite holds only if ``sum p == sum q``
+    *exactly*.  An outcome with ``p_i = 0`` contributes the limit of ``p psi((q - p)/p)`` as
+    ``p -> 0``, which is ``q_i`` (not 0: the added zero ``sum (q - p)`` includes it).
+    :func:`klcourse.kl_divergence` fixes both weaknesses.
+    """
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (q - p) / p
+        terms = np.where(p > 0, p * (r - np.log1p(r)), q)
+    return np.sum(terms, axis=axis)
+
+
+def naive_kl_clipped(p, q, eps=1e-10, axis=-1):
+    """The epsilon hack: replace ``q_i = 0`` by ``eps``, then sum over ``p_i > 0`` (do not use).
+
+    Where ``P`` puts mass ``m`` on outcomes that ``Q`` rules out the true divergence is
+    ``+inf``; this returns a finite number that grows like ``m * log(1/eps)``, i.e. it is set
+    by the arbitrary ``eps``.  Shown in chapter 5 as a mistake; :func:`klcourse.kl_divergence`
+    returns ``inf``.
+    """
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    q_clipped = np.where(q > 0, q, eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p / q_clipped), 0.0)
+    return np.sum(terms, axis=axis)
+
+
+def naive_softmax(logits, axis=-1):
+    """``exp(z) / sum(exp(z))`` without the max shift (do not use): overflows to NaN.
+
+    In float64 ``exp`` overflows above 709.78, in float32 above 88.72; then ``inf / inf = NaN``.
+    The dtype of ``logits`` is kept (pass a float32 array to see float32 behaviour).
+    """
+    z = np.asarray(logits)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(float)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def naive_log_softmax(logits, axis=-1):
+    """``log(softmax(z))`` with a max-shifted softmax (do not use): underflows to ``-inf``.
+
+    The shift prevents overflow, but a probability below the smallest subnormal (about
+    ``exp(-745)`` in float64, ``exp(-103)`` in float32) rounds to 0 and its log is ``-inf``;
+    ``z - logsumexp(z)`` (``scipy.special.log_softmax``, ``torch.log_softmax``) stays finite.
+    """
+    z = np.asarray(logits)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(float)
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):
+        return np.log(e / np.sum(e, axis=axis, keepdims=True))
+
+
+def naive_kl_bernoulli(a, b):
+    r"""Textbook ``D(Bern(a) || Bern(b)) = a log(a/b) + (1-a) log((1-a)/(1-b))`` (do not use).
+
+    NaN at ``a = 0`` or ``a = 1`` (``0 log 0``) and rounding noise when ``b ~ a``.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b))
+
+
+# ----------------------------------------------------------------------------- stable pieces
+def r_minus_log1p(r):
+    r"""``r - log1p(r) >= 0`` for ``r >= -1``, accurate to a few ulp even for tiny ``|r|``.
+
+    Computed as :math:`\varphi(\operatorname{log1p}(r))` with :math:`\varphi(u) = e^u - 1 - u`
+    (:func:`klcourse.gaussians.expm1mx`): since :math:`e^{\log(1+r)} - 1 = r`, the two agree,
+    and both steps keep full *relative* accuracy, whereas ``r - np.log1p(r)`` loses about
+    ``log10(2/|r|)`` digits.  ``inf`` at ``r = -1``.
+
+    Parameters
+    ----------
+    r : array_like
+        Values ``>= -1``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+
+    References
+    ----------
+    Higham (2002), sec. 1.14 (log1p and expm1).
+    """
+    r = np.asarray(r, dtype=float)
+    if np.any(r < -1):
+        raise ValueError("r_minus_log1p needs r >= -1")
+    with np.errstate(divide="ignore"):
+        u = np.log1p(r)
+    return _scalar(expm1mx(u))
+
+
+def kl_bernoulli(a, b):
+    r"""``D(Bern(a) || Bern(b))`` in nats, to full relative accuracy even when ``b ~ a``.
+
+    .. math::
+
+        D = a\log\frac ab + (1-a)\log\frac{1-a}{1-b}
+          = a\,\psi\Big(\frac{b-a}{a}\Big) + (1-a)\,\psi\Big(\frac{a-b}{1-a}\Big),
+        \qquad \psi(r) = r - \log(1+r) \ge 0 .
+
+    The second form adds the zero ``(b - a) + (a - b)`` to the first and splits it over the
+    two terms; each term is then ``>= 0`` and is evaluated by :func:`r_minus_log1p`.  The
+    difference ``b - a`` is exact when ``b/a`` is in ``[1/2, 2]`` (Sterbenz's lemma), so the
+    result keeps a relative error of a few ulp however close ``b`` is to ``a``.
+
+    Parameters
+    ----------
+    a : array_like
+        Success probability of ``P``, the first argument (the expectation is under ``P``).
+    b : array_like
+        Success probability of ``Q``.  Both in ``[0, 1]``; they broadcast.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``0`` when ``a == b``; ``inf`` when ``Q`` rules out an outcome ``P`` allows
+        (``b = 0 < a`` or ``b = 1 > a``).  A term with zero weight (``a = 0`` or ``a = 1``)
+        follows the convention ``0 log 0 = 0``; in the second form its limit is the bare
+        gap (``b`` for ``a = 0``, ``1 - b`` for ``a = 1``), not 0.
+
+    Raises
+    ------
+    ValueError
+        NaN or values outside ``[0, 1]``.
+
+    References
+    ----------
+    Cover & Thomas (2006), ch. 2 and 11 (the binary relative entropy).
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    for name, v in (("a", a), ("b", b)):
+        if np.any(~np.isfinite(v)) or np.any((v < 0) | (v > 1)):
+            raise ValueError(f"{name} must be a probability in [0, 1]")
+    one_minus_a = 1.0 - a
+    first = _weighted_psi(a, b - a)  # a psi((b - a)/a) = (b - a) + a log(a/b)
+    second = _weighted_psi(one_minus_a, a - b)  # the same for the failures
+    return _scalar(first + second)
+
+
+def _weighted_psi(weight, gap):
+    """``weight * psi(gap / weight) = gap - weight * log(1 + gap/weight)``; its limit ``gap`` at weight 0."""
+    safe = np.where(weight > 0, weight, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.maximum(gap / safe, -1.0)  # r >= -1 whenever weight > 0; clipped only where masked out
+        return np.where(weight > 0, weight * np.asarray(r_minus_log1p(r)), gap)
+
+
+def _scalar(x):
+    x = np.asarray(x)
+    return float(x) if x.ndim == 0 else x
+
+
+# ----------------------------------------------------------------------------- stress sets
+def gaussian_stress_set(n=20_000, seed=0):
+    """Seeded ``(mu0, sigma0, mu1, sigma1)`` arrays of univariate Gaussian pairs, five equal groups.
+
+    A: ``sigma0`` and ``sigma1/sigma0`` log-uniform over ``e^[-20, 20]``, mean gaps ``e^[-5, 5] sigma1``;
+    B: ``sigma1 = sigma0 (1 + eps)``, ``|eps|`` in 1e-16..1e-6, mean gap 0 or 1e-12..1e-6 ``sigma0``;
+    C: ``sigma1 = sigma0``, mean gap 1e-12..1 ``sigma0``;
+    D: as A but mean gaps 1e2..1e8 ``sigma1``;
+    E: ``|log(sigma1/sigma0)|`` log-uniform in 1e-8..1.
+
+    The same stream of random numbers as ``benchmarks/accuracy.py`` (which imports it), so a
+    given ``(n, seed)`` always yields the same pairs.  Standard deviations, not variances.
+    """
+    rng = np.random.default_rng(seed)
+    k = n // 5
+
+    def sign(m):
+        return rng.choice([-1.0, 1.0], m)
+
+    s0 = np.exp(rng.uniform(-20, 20, n))
+    m0 = rng.normal(0, 1, n) * s0 * rng.choice([0.0, 1.0], n)
+    s1 = s0 * np.exp(rng.uniform(-20, 20, n))
+    m1 = m0 + s1 * rng.normal(0, 1, n) * np.exp(rng.uniform(-5, 5, n))
+    b, c, d, e = (slice(i * k, (i + 1) * k) for i in range(1, 5))
+    s1[b] = s0[b] * (1 + sign(k) * 10 ** rng.uniform(-16, -6, k))
+    m1[b] = m0[b] + s0[b] * rng.choice([0.0, 1.0], k) * 10 ** rng.uniform(-12, -6, k)
+    s1[c] = s0[c]
+    m1[c] = m0[c] + s0[c] * sign(k) * 10 ** rng.uniform(-12, 0, k)
+    m1[d] = m0[d] + s1[d] * sign(k) * 10 ** rng.uniform(2, 8, k)
+    s1[e] = s0[e] * np.exp(sign(k) * 10 ** rng.uniform(-8, 0, k))
+    return m0, s0, m1, s1
+
+
+#: relative perturbations of the discrete stress set: 1e-1 ... 1e-15, and 0 (q = p renormalised)
+DISCRETE_DELTAS = tuple([10.0**-k for k in range(1, 16)] + [0.0])
+
+
+def discrete_stress_set(deltas=DISCRETE_DELTAS, n_outcomes=100, seeds=range(8)):
+    """Rows of nearly identical discrete distributions ``p`` and ``q = p (1 + delta z)`` renormalised.
+
+    For every ``delta`` and every seed: ``p ~ Dirichlet(1)`` on ``n_outcomes`` outcomes,
+    ``z`` standard normal, ``q`` divided by its (floating-point) sum.  ``delta = 0`` gives
+    ``q = p / sum(p)``, which differs from ``p`` only by rounding.  Same construction as
+    ``benchmarks/discrete.py``.
+
+    Returns
+    -------
+    p, q : numpy.ndarray, shape (len(deltas) * len(seeds), n_outcomes)
+    delta : numpy.ndarray, shape (len(deltas) * len(seeds),)
+        The ``delta`` of each row.
+    """
+    ps, qs, ds = [], [], []
+    for delta in deltas:
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            p = rng.dirichlet(np.ones(n_outcomes))
+            q = p * (1.0 + delta * rng.standard_normal(n_outcomes))
+            ps.append(p)
+            qs.append(q / q.sum())
+            ds.append(delta)
+    return np.array(ps), np.array(qs), np.array(ds)
+
+
+_DYADIC_BITS = 52
+
+
+def dyadic_near_pair(delta, n_outcomes=50, rng=None):
+    """Two distributions whose float64 entries sum to exactly 1, ``q_i ~ p_i (1 + delta z_i)``.
+
+    Every entry is an integer multiple of ``2**-52``, so any summation order gives exactly 1
+    and the comparison of formulas is not blurred by normalisation residuals.  The smallest
+    meaningful ``delta`` is about ``n_outcomes * 2**-52`` (the grid spacing relative to an entry).
+
+    Parameters
+    ----------
+    delta : float
+        Relative size of the perturbation (``>= 0``).
+    n_outcomes : int
+    rng : numpy.random.Generator, optional
+        Default ``numpy.random.default_rng(0)``.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    total = 1 << _DYADIC_BITS
+    k = np.floor(rng.dirichlet(np.ones(n_outcomes)) * total).astype(np.int64)
+    k[np.argmax(k)] += total - int(k.sum())
+    m = np.rint(delta * k * rng.standard_normal(n_outcomes)).astype(np.int64)
+    m[np.argmax(k)] -= int(m.sum())
+    if np.any(k + m <= 0):
+        raise ValueError("delta is too large for this construction (an entry of q would be <= 0)")
+    scale = 2.0**-_DYADIC_BITS
+    return k * scale, (k + m) * scale
+
+
+# ----------------------------------------------------------------------------- references
+def mp_kl_normal(mu0, sigma0, mu1, sigma1, dps=DPS):
+    """Textbook Gaussian KL in ``dps``-digit arithmetic on the exact float64 inputs.
+
+    The inputs are converted exactly (a float64 is a dyadic rational), so the result is the
+    divergence of exactly those distributions, rounded once to float64 at the end.  Arrays
+    broadcast; returns a float64 array (or a float).
+    """
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (mu0, sigma0, mu1, sigma1)))
+    out = np.empty(arrays[0].shape)
+    with mpmath.workdps(dps):
+        half = mpmath.mpf(1) / 2
+        for idx, (a, b, c, d) in enumerate(zip(*(x.ravel().tolist() for x in arrays), strict=True)):
+            a, b, c, d = mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(c), mpmath.mpf(d)
+            out.flat[idx] = float(mpmath.log(d / b) + (b * b + (a - c) ** 2) / (2 * d * d) - half)
+    return _scalar(out)
+
+
+def mp_kl_discrete(p, q, dps=DPS):
+    """``D(p/sum p || q/sum q)`` per row, in ``dps``-digit arithmetic with the exact sums.
+
+    The float64 entries and their sums are used exactly (rational arithmetic for the sums), so
+    this is the divergence between the distributions the float64 vectors *represent* once
+    normalised.  Terms with ``p_i = 0`` count 0; ``q_i = 0 < p_i`` gives ``inf``.
+    """
+    p2, q2 = np.atleast_2d(np.asarray(p, dtype=float)), np.atleast_2d(np.asarray(q, dtype=float))
+    p2, q2 = np.broadcast_arrays(p2, q2)
+    out = np.empty(p2.shape[0])
+    with mpmath.workdps(dps):
+        for row, (pr, qr) in enumerate(zip(p2.tolist(), q2.tolist(), strict=True)):
+            out[row] = float(_mp_kl_row(pr, qr))
+    return _scalar(out[0]) if np.ndim(p) == 1 and np.ndim(q) == 1 else out
+
+
+def _mp_kl_row(p, q):
+    p_sum, q_sum = sum(map(Fraction, p)), sum(map(Fraction, q))
+    big_p = mpmath.mpf(p_sum.numerator) / p_sum.denominator
+    big_q = mpmath.mpf(q_sum.numerator) / q_sum.denominator
+    total = mpmath.mpf(0)
+    for a, b in zip(p, q, strict=True):
+        if a > 0:
+            if b == 0:
+                return mpmath.inf
+            pa, qb = mpmath.mpf(a) / big_p, mpmath.mpf(b) / big_q
+            total += pa * mpmath.log(pa / qb)
+    return total
+
+
+def relative_errors(values, reference):
+    """``|value - ref| / ref`` elementwise; 0 where both are 0, ``inf`` for a non-finite value
+    where ``ref`` is finite or a nonzero value where ``ref == 0``."""
+    values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.abs(values - reference) / reference
+    err = np.where(reference == 0, np.where(values == 0, 0.0, np.inf), err)
+    both_inf = np.isinf(values) & np.isinf(reference) & (values == reference)
+    return np.where(both_inf, 0.0, np.where(np.isfinite(values), err, np.inf))
+
+
+# ----------------------------------------------------------------------------- other libraries
+def scipy_kl_normal(mu0, sigma0, mu1, sigma1):
+    """Gaussian KL assembled from SciPy (which has none built in): cross-entropy minus entropy.
+
+    ``H(P, Q) = -log q(mu0) + sigma0^2 / (2 sigma1^2)`` with ``scipy.stats.norm.logpdf`` and
+    ``H(P)`` from ``scipy.stats.norm.entropy``; the difference cancels like the textbook formula.
+    """
+    from scipy import stats
+
+    mu0, sigma0, mu1, sigma1 = (np.asarray(a, dtype=float) for a in (mu0, sigma0, mu1, sigma1))
+    cross = -stats.norm.logpdf(mu0, loc=mu1, scale=sigma1) + sigma0**2 / (2 * sigma1**2)
+    return cross - stats.norm.entropy(loc=mu0, scale=sigma0)
+
+
+def torch_kl_normal(mu0, sigma0, mu1, sigma1):
+    """``torch.distributions.kl_divergence(Normal(mu0, sigma0), Normal(mu1, sigma1))`` in float64, as NumPy."""
+    import torch
+
+    t = [torch.as_tensor(np.ascontiguousarray(np.asarray(a, dtype=float))) for a in (mu0, sigma0, mu1, sigma1)]
+    p, q = torch.distributions.Normal(t[0], t[1]), torch.distributions.Normal(t[2], t[3])
+    return torch.distributions.kl_divergence(p, q).numpy()
+
+
+def torch_kl_categorical(p, q):
+    """``torch.distributions.kl_divergence(Categorical(probs=p), Categorical(probs=q))`` in float64, as NumPy."""
+    import torch
+
+    tp, tq = (torch.as_tensor(np.ascontiguousarray(np.asarray(a, dtype=float))) for a in (p, q))
+    cp, cq = torch.distributions.Categorical(probs=tp), torch.distributions.Categorical(probs=tq)
+    return torch.distributions.kl_divergence(cp, cq).numpy()
+
+
+def _textbook_rows(p, q):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return naive_kl_discrete(p, q)
+
+
+def _rel_entr_rows(p, q):
+    from scipy.special import rel_entr
+
+    return rel_entr(p, q).sum(axis=-1)
+
+
+#: ``key: (label, function)`` of the Gaussian rows of :func:`accuracy_table`
+GAUSSIAN_METHODS = {
+    "klcourse": ("klcourse.kl_normal", kl_normal),
+    "textbook": ("textbook formula (NumPy)", naive_kl_normal),
+    "scipy": ("SciPy: −norm.logpdf + σ0²/2σ1² − norm.entropy", scipy_kl_normal),
+    "torch": ("torch.distributions.kl_divergence(Normal, Normal), float64", torch_kl_normal),
+}
+
+#: ``key: (label, function)`` of the discrete rows of :func:`accuracy_table`
+DISCRETE_METHODS = {
+    "klcourse": ("klcourse.kl_divergence", lambda p, q: kl_divergence(p, q)),
+    "textbook": ("textbook np.sum(p * np.log(p / q))", _textbook_rows),
+    "scipy": ("SciPy: rel_entr(p, q).sum()", _rel_entr_rows),
+    "torch": ("torch.distributions.kl_divergence(Categorical, Categorical), float64", torch_kl_categorical),
+}
+
+
+# ----------------------------------------------------------------------------- the table
+def _row(family, key, method, values, reference):
+    values = np.asarray(values, dtype=float)
+    err = relative_errors(values, reference)
+    return {
+        "family": family,
+        "key": key,
+        "method": method,
+        "pairs": int(values.size),
+        "worst_rel_err": float(np.max(err)),
+        "share_inaccurate": float(np.mean(err > INACCURATE)),
+        "share_negative": float(np.mean(values < 0)),
+    }
+
+
+def accuracy_table(n_gaussian=4000, discrete_seeds=range(2), n_outcomes=100, seed=0):
+    """Side-by-side accuracy of klcourse, the textbook formula, SciPy and ``torch.distributions``.
+
+    Two stress sets of (mostly) nearly identical pairs, each scored against ``mpmath`` at
+    :data:`DPS` digits on the very same float64 inputs:
+
+    * Gaussian pairs: :func:`gaussian_stress_set` ``(n_gaussian, seed)``;
+    * discrete pairs: :func:`discrete_stress_set` with ``discrete_seeds`` and ``n_outcomes``.
+
+    With the defaults it runs in about a second (the full-size version is
+    ``benchmarks/accuracy.py``).
+
+    Returns
+    -------
+    list of dict
+        One row per (family, method): ``family`` (``"gaussian"`` or ``"discrete"``), ``key``
+        (``"klcourse"``, ``"textbook"``, ``"scipy"``, ``"torch"``), ``method`` (a label),
+        ``pairs``, ``worst_rel_err`` (max relative error vs
+        mpmath; ``inf`` for a nonzero answer where the truth is 0 or a non-finite answer),
+        ``share_inaccurate`` (fraction with relative error above :data:`INACCURATE`) and
+        ``share_negative`` (fraction of results < 0, which a KL never is).
+    """
+    rows = []
+    params = gaussian_stress_set(n_gaussian, seed)
+    reference = mp_kl_normal(*params)
+    with np.errstate(all="ignore"):
+        for key, (label, fn) in GAUSSIAN_METHODS.items():
+            rows.append(_row("gaussian", key, label, fn(*params), reference))
+    p, q, _ = discrete_stress_set(n_outcomes=n_outcomes, seeds=discrete_seeds)
+    reference = mp_kl_discrete(p, q)
+    with np.errstate(all="ignore"):
+        for key, (label, fn) in DISCRETE_METHODS.items():
+            rows.append(_row("discrete", key, label, fn(p, q), reference))
+    return rows
+
+
+def _fmt_err(x):
+    if math.isinf(x):
+        return "inf"
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+_FAMILY_LABELS = {"gaussian": "Gaussian pairs", "discrete": "discrete pairs"}
+
+
+def accuracy_table_html(rows):
+    """Render :func:`accuracy_table` rows as an HTML table."""
+    head = ("<tr><th>stress set</th><th>method</th><th>pairs</th><th>worst relative error</th>"
+            f"<th>share with relative error &gt; {INACCURATE:.0e}</th><th>share negative</th></tr>")
+    body = []
+    for r in rows:
+        family = _FAMILY_LABELS.get(r["family"], r["family"])
+        body.append(
+            f"<tr><td>{html.escape(family)}</td><td><code>{html.escape(r['method'])}</code></td>"
+            f"<td>{r['pairs']:,}</td><td>{_fmt_err(r['worst_rel_err'])}</td>"
+            f"<td>{100 * r['share_inaccurate']:.1f} %</td><td>{100 * r['share_negative']:.1f} %</td></tr>"
+        )
+    return f'<table class="klcourse-accuracy">{head}{"".join(body)}</table>'
+
+
+# ----------------------------------------------------------------------------- sweeps (figures)
+SWEEP_GAUSSIAN_METHODS = {
+    "textbook formula": naive_kl_normal,
+    "torch.distributions (float64)": torch_kl_normal,
+    "expm1(u) − u, subtracted naively": naive_kl_normal_expm1,
+    "klcourse.kl_normal": kl_normal,
+}
+
+SWEEP_DISCRETE_METHODS = {
+    "textbook sum(p log(p/q))": naive_kl_discrete,
+    "SciPy rel_entr(p, q).sum()": _rel_entr_rows,
+    "sum p (r − log1p(r)), subtracted naively": naive_kl_discrete_log1p,
+    "klcourse.kl_divergence": lambda p, q: kl_divergence(p, q),
+}
+
+
+#: relative differences swept in chapter 5's error figure: 1e-1 down to 1e-13, two per decade
+SWEEP_DELTAS = tuple(10.0 ** (-k / 2) for k in range(2, 27))
+
+
+def gaussian_sweep(deltas=SWEEP_DELTAS, n_draws=16, seed=0, methods=None):
+    """Gaussian pairs with ``sigma1 = sigma0 (1 +- delta)`` and equal means, scored by method.
+
+    For each ``delta`` and draw: ``sigma0 = exp(U(-3, 3))``, a random sign, ``mu0 = mu1``.
+    Returns ``(reference, values)``: the mpmath divergences, shape ``(len(deltas), n_draws)``,
+    and ``{method: array of the same shape}`` for ``methods`` (default
+    :data:`SWEEP_GAUSSIAN_METHODS`).  The draws depend only on ``len(deltas)``, ``n_draws`` and
+    ``seed``, not on the methods.
+    """
+    rng = np.random.default_rng(seed)
+    deltas = np.asarray(deltas, dtype=float)[:, None]
+    s0 = np.exp(rng.uniform(-3, 3, (deltas.size, n_draws)))
+    s1 = s0 * (1 + rng.choice([-1.0, 1.0], s0.shape) * deltas)
+    m = rng.normal(0, 1, s0.shape)
+    reference = mp_kl_normal(m, s0, m, s1)
+    with np.errstate(all="ignore"):
+        values = {name: np.asarray(fn(m, s0, m, s1), dtype=float)
+                  for name, fn in (methods or SWEEP_GAUSSIAN_METHODS).items()}
+    return reference, values
+
+
+def discrete_sweep(deltas=SWEEP_DELTAS, n_draws=8, n_outcomes=50, seed=0):
+    """Exactly normalised pairs (:func:`dyadic_near_pair`) at each ``delta``, scored by method.
+
+    Returns ``(reference, values)`` as :func:`gaussian_sweep`, for :data:`SWEEP_DISCRETE_METHODS`.
+    """
+    rng = np.random.default_rng(seed)
+    pairs = [[dyadic_near_pair(d, n_outcomes, rng) for _ in range(n_draws)] for d in deltas]
+    p = np.array([[a for a, _ in row] for row in pairs])
+    q = np.array([[b for _, b in row] for row in pairs])
+    reference = mp_kl_discrete(p.reshape(-1, n_outcomes), q.reshape(-1, n_outcomes)).reshape(p.shape[:2])
+    with np.errstate(all="ignore"):
+        values = {name: np.asarray(fn(p, q), dtype=float) for name, fn in SWEEP_DISCRETE_METHODS.items()}
+    return reference, values
+
+
+def float32_kl_div_sweep(deltas, n_classes=1000, n_draws=8, seed=0):
+    """``F.kl_div`` on nearly identical softmax distributions, in three precisions.
+
+    Logits ``z_p ~ N(0, 2^2)`` and ``z_q = z_p + delta * N(0, 1)``, both stored as float32 (as a
+    network would produce them).  Methods, each ``F.kl_div(log q, p, reduction="sum")`` =
+    ``D(P || Q)``:
+
+    * ``"float32 throughout"``: ``log_softmax`` and the sum in float32;
+    * ``"float32 log-probs, summed in float64"``: the log-probabilities cast up after ``log_softmax``;
+    * ``"logits cast to float64 first"``: ``log_softmax`` and the sum in float64.
+
+    The reference is :func:`klcourse.kl_divergence` on the float64 softmax of the same float32
+    logits.  Returns ``(reference, values)`` with arrays of shape ``(len(deltas), n_draws)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    shape = (len(deltas), n_draws)
+    reference = np.empty(shape)
+    names = ("float32 throughout", "float32 log-probs, summed in float64", "logits cast to float64 first")
+    values = {name: np.empty(shape) for name in names}
+    for i, delta in enumerate(deltas):
+        for j in range(n_draws):
+            zp = torch.from_numpy((2 * rng.standard_normal(n_classes)).astype(np.float32))
+            zq = torch.from_numpy((zp.numpy() + delta * rng.standard_normal(n_classes)).astype(np.float32))
+            p64, q64 = torch.softmax(zp.double(), -1), torch.softmax(zq.double(), -1)
+            reference[i, j] = kl_divergence(p64.numpy(), q64.numpy(), normalize=True)
+            lq32, p32 = torch.log_softmax(zq, -1), torch.softmax(zp, -1)
+            variants = (F.kl_div(lq32, p32, reduction="sum"),
+                        F.kl_div(lq32.double(), p32.double(), reduction="sum"),
+                        F.kl_div(torch.log_softmax(zq.double(), -1), p64, reduction="sum"))
+            for name, value in zip(names, variants, strict=True):
+                values[name][i, j] = float(value)
+    return reference, values

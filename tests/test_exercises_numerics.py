@@ -1,0 +1,336 @@
+"""Exercises of chapter 5 (numerics): right answers computed by independent routes (mpmath, PyTorch, hand
+formulas) are accepted, each targeted misconception is recognised by name, and the notebook states the
+registered data."""
+
+import ast
+import json
+import math
+import re
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.special import rel_entr
+
+from klcourse.exercises import evaluate, list_exercises
+from klcourse.exercises import numerics as ex
+from klcourse.exercises.core import CORRECT, INVALID, KINDS, NOT_ANSWERED
+from klcourse.numerics import kl_bernoulli
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "05_numerics.ipynb"
+IDS = {"numerics.kl-bernoulli", "numerics.kl-div-batch", "numerics.clip-predict", "numerics.logsumexp",
+       "numerics.negative-textbook", "numerics.digits-lost"}
+
+
+def assert_misconception(exercise_id, answer, name):
+    feedback = evaluate(exercise_id, answer)
+    assert not feedback.passed
+    assert feedback.misconception == name, feedback.message
+    return feedback
+
+
+# --------------------------------------------------------------------------- registry
+def test_all_exercises_registered_with_mixed_kinds():
+    registered = {e.id: e for e in list_exercises("numerics")}
+    assert set(registered) == IDS
+    assert all(e.kind in KINDS for e in registered.values())
+    assert len({e.kind for e in registered.values()}) >= 4
+    assert "function" in {e.kind for e in registered.values()}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(IDS))
+def test_unanswered_and_none_are_not_answered(exercise_id):
+    for placeholder in (..., None):
+        feedback = evaluate(exercise_id, placeholder)
+        assert feedback.status == NOT_ANSWERED and not feedback.passed
+
+
+# --------------------------------------------------------------------------- kl-bernoulli
+def kl_bernoulli_mpmath(a, b):
+    """An independent, exact-to-rounding answer: the definition in 50-digit arithmetic."""
+    with mpmath.workdps(50):
+        a, b = mpmath.mpf(a), mpmath.mpf(b)
+        total = mpmath.mpf(0)
+        for x, y in ((a, b), (1 - a, 1 - b)):
+            if x > 0:
+                if y == 0:
+                    return math.inf
+                total += x * mpmath.log(x / y)
+        return float(total)
+
+
+def kl_bernoulli_log1p(a, b):
+    """Another correct learner answer: log1p on the exact gaps, the added zero (b - a) + (a - b) dropped."""
+    def term(weight, gap):
+        if weight == 0:
+            return 0.0
+        ratio = gap / weight
+        return math.inf if ratio <= -1 else -weight * math.log1p(ratio)
+
+    return term(a, b - a) + term(1 - a, a - b)
+
+
+def kl_bernoulli_textbook_guarded(a, b):
+    """The textbook form with correct edge handling: right except when a ~ b."""
+    return float(rel_entr(a, b) + rel_entr(1 - a, 1 - b))
+
+
+def kl_bernoulli_naive(a, b):
+    a, b = np.float64(a), np.float64(b)  # NumPy scalars: 0/0 is nan, not ZeroDivisionError
+    return a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b))
+
+
+def kl_bernoulli_clipped(a, b):
+    b = min(max(b, 1e-12), 1 - 1e-12)
+    return kl_bernoulli_mpmath(a, b)
+
+
+@pytest.mark.parametrize("answer", [kl_bernoulli, kl_bernoulli_mpmath, kl_bernoulli_log1p])
+def test_kl_bernoulli_accepts_correct_implementations(answer):
+    assert evaluate("numerics.kl-bernoulli", answer).status == CORRECT
+
+
+def test_kl_bernoulli_reference_matches_mpmath_on_the_checked_cases():
+    for cases in ex.bernoulli_cases().values():
+        for case in cases:
+            got, ref = kl_bernoulli(*case.args), kl_bernoulli_mpmath(*case.args)
+            assert got == ref == math.inf or math.isclose(got, ref, rel_tol=1e-13, abs_tol=0.0), case.description
+
+
+def test_kl_bernoulli_names_the_cancellation():
+    feedback = assert_misconception("numerics.kl-bernoulli", kl_bernoulli_textbook_guarded, "cancellation")
+    assert "log1p" in feedback.message
+
+
+def test_the_textbook_form_really_fails_near_equality_and_only_there():
+    near = ex.bernoulli_cases()["near"]
+    errors = [abs(kl_bernoulli_textbook_guarded(*c.args) - kl_bernoulli_mpmath(*c.args)) / kl_bernoulli_mpmath(*c.args)
+              for c in near]
+    assert max(errors) > ex.BERNOULLI_RTOL
+    separated = ex.bernoulli_cases()["separated"]
+    assert all(math.isclose(kl_bernoulli_textbook_guarded(*c.args), kl_bernoulli_mpmath(*c.args), rel_tol=1e-12,
+                            abs_tol=1e-300) for c in separated)
+
+
+def test_kl_bernoulli_other_mistakes():
+    feedback = evaluate("numerics.kl-bernoulli", kl_bernoulli_naive)
+    assert not feedback.passed and "NaN" in feedback.message
+    assert_misconception("numerics.kl-bernoulli", kl_bernoulli_clipped, "clipped")
+    assert_misconception("numerics.kl-bernoulli", lambda a, b: kl_bernoulli_mpmath(b, a), "swapped")
+    assert evaluate("numerics.kl-bernoulli", 0.5).status == INVALID
+
+
+# --------------------------------------------------------------------------- kl-div-batch
+def batch_tensors():
+    target = torch.tensor(ex.TARGET_LOGITS, dtype=torch.float64)
+    model = torch.tensor(ex.MODEL_LOGITS, dtype=torch.float64)
+    return target, model
+
+
+def hand_batch_kl(reverse=False):
+    """Mean over rows of D(P_b || Q_b) with softmax and logs written out in mpmath."""
+    total = mpmath.mpf(0)
+    with mpmath.workdps(40):
+        for zp, zq in zip(ex.TARGET_LOGITS, ex.MODEL_LOGITS, strict=True):
+            lp = [mpmath.mpf(z) - mpmath.log(mpmath.fsum(mpmath.exp(v) for v in zp)) for z in zp]
+            lq = [mpmath.mpf(z) - mpmath.log(mpmath.fsum(mpmath.exp(v) for v in zq)) for z in zq]
+            if reverse:
+                lp, lq = lq, lp
+            total += mpmath.fsum(mpmath.exp(a) * (a - b) for a, b in zip(lp, lq, strict=True))
+        return float(total / len(ex.TARGET_LOGITS))
+
+
+def test_kl_div_batch_accepts_batchmean_and_the_hand_value():
+    target, model = batch_tensors()
+    answer = F.kl_div(torch.log_softmax(model, -1), torch.softmax(target, -1), reduction="batchmean").item()
+    assert evaluate("numerics.kl-div-batch", answer).status == CORRECT
+    assert evaluate("numerics.kl-div-batch", hand_batch_kl()).status == CORRECT
+    assert math.isclose(answer, hand_batch_kl(), rel_tol=1e-12)
+
+
+def test_kl_div_batch_names_the_reduction_and_argument_traps():
+    target, model = batch_tensors()
+    log_q, p = torch.log_softmax(model, -1), torch.softmax(target, -1)
+    with pytest.warns(UserWarning):
+        default = F.kl_div(log_q, p).item()
+    feedback = assert_misconception("numerics.kl-div-batch", default, "reduction-mean")
+    assert "batchmean" in feedback.message
+    assert_misconception("numerics.kl-div-batch", F.kl_div(log_q, p, reduction="sum").item(), "sum-vs-mean")
+    swapped = F.kl_div(torch.log_softmax(target, -1), torch.softmax(model, -1), reduction="batchmean").item()
+    assert math.isclose(swapped, hand_batch_kl(reverse=True), rel_tol=1e-12)
+    assert_misconception("numerics.kl-div-batch", swapped, "swapped")
+    no_log = F.kl_div(log_q.exp(), p, reduction="batchmean").item()
+    assert_misconception("numerics.kl-div-batch", no_log, "probabilities-as-input")
+
+
+def test_kl_div_batch_log_target_without_flag_is_nan_and_explained():
+    target, model = batch_tensors()
+    value = F.kl_div(torch.log_softmax(model, -1), torch.log_softmax(target, -1), reduction="batchmean").item()
+    assert math.isnan(value)
+    feedback = evaluate("numerics.kl-div-batch", value)
+    assert not feedback.passed and "NaN" in feedback.message
+    with_flag = F.kl_div(torch.log_softmax(model, -1), torch.log_softmax(target, -1), reduction="batchmean",
+                         log_target=True).item()
+    assert evaluate("numerics.kl-div-batch", with_flag).passed
+
+
+# --------------------------------------------------------------------------- clip-predict
+def test_clip_predict_answer_from_the_missing_mass():
+    p, q = np.array(ex.CLIP_P), np.array(ex.CLIP_Q)
+    missing = p[q == 0].sum()
+    assert missing > 0  # the true divergence is infinite
+    # clipped value = const + missing * log(1/eps): a smaller eps gives a larger value
+    change = missing * (math.log(1 / ex.CLIP_EPS_COLLEAGUE) - math.log(1 / ex.CLIP_EPS_YOURS))
+    assert change > 0.5
+    assert evaluate("numerics.clip-predict", "larger").status == CORRECT
+    assert evaluate("numerics.clip-predict", " Larger ").passed
+    for wrong in ("same", "smaller", "inf"):
+        assert_misconception("numerics.clip-predict", wrong, wrong)
+    assert evaluate("numerics.clip-predict", "bigger").status == INVALID
+    assert evaluate("numerics.clip-predict", 1.0).status == INVALID
+
+
+# --------------------------------------------------------------------------- logsumexp
+def mp_logsumexp(z):
+    with mpmath.workdps(40):
+        return float(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in z)))
+
+
+def test_logsumexp_accepts_the_exact_value_and_float32():
+    z = ex.LSE_LOGITS
+    assert evaluate("numerics.logsumexp", mp_logsumexp(z)).status == CORRECT
+    assert evaluate("numerics.logsumexp", torch.logsumexp(torch.tensor(z, dtype=torch.float32), 0)).passed
+
+
+def test_logsumexp_names_misconceptions():
+    z = np.array(ex.LSE_LOGITS)
+    with np.errstate(over="ignore"):
+        assert_misconception("numerics.logsumexp", float(np.log(np.sum(np.exp(z)))), "overflow")
+    m = max(ex.LSE_LOGITS)
+    assert_misconception("numerics.logsumexp", mp_logsumexp(z) - m, "forgot-max")
+    assert_misconception("numerics.logsumexp", m, "max-only")
+    assert_misconception("numerics.logsumexp", ex.LSE_LOGITS[0] - mp_logsumexp(z), "log-softmax")
+    feedback = evaluate("numerics.logsumexp", mp_logsumexp(z) + 0.3)
+    assert not feedback.passed and feedback.misconception is None
+    assert f"{mp_logsumexp(z):.4f}" not in feedback.message
+    assert evaluate("numerics.logsumexp", "1001").status == INVALID
+
+
+# --------------------------------------------------------------------------- negative-textbook
+def textbook_python(mu0, s0, mu1, s1):
+    return math.log(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5
+
+
+def first_negative_pair():
+    for k in range(1, 200):
+        for s1 in (3.0 * (1 - k * 1e-9), 3.0 * (1 + k * 1e-9), 0.7 * (1 - k * 1e-9)):
+            for s0 in (3.0, 0.7):
+                if textbook_python(0.0, s0, 0.0, s1) < 0:
+                    return (0.0, s0, 0.0, s1)
+    raise AssertionError("no negative textbook value found")
+
+
+def test_negative_textbook_accepts_a_found_pair():
+    pair = first_negative_pair()
+    feedback = evaluate("numerics.negative-textbook", pair)
+    assert feedback.status == CORRECT, feedback.message
+    assert evaluate("numerics.negative-textbook", np.array(pair)).passed
+
+
+def test_negative_textbook_rejects_positive_pairs():
+    feedback = evaluate("numerics.negative-textbook", (0.0, 1.0, 1.0, 2.0))
+    assert not feedback.passed and feedback.status != INVALID
+    assert not evaluate("numerics.negative-textbook", (0.0, 1.0, 0.0, 1.0)).passed  # exactly 0 is not negative
+
+
+@pytest.mark.parametrize("answer", [(0.0, -1.0, 0.0, 1.0), (0.0, 1.0, 0.0), (0.0, 1.0, 0.0, math.nan), "0 1 0 1",
+                                    (0.0, 1.0, "a", 1.0), 3.0])
+def test_negative_textbook_invalid_answers(answer):
+    feedback = evaluate("numerics.negative-textbook", answer)
+    assert feedback.status == INVALID and "Traceback" not in feedback.message
+
+
+# --------------------------------------------------------------------------- digits-lost
+def test_digits_lost_follows_the_rounding_model():
+    # eps / delta**2 at delta = 1e-6: the relative error the cancellation argument predicts
+    predicted = -math.log10(np.finfo(float).eps / ex.DIGITS_DELTA**2)
+    closest = min(ex.DIGITS_OPTIONS, key=lambda o: abs(float(o) - predicted))
+    assert abs(ex.textbook_digits() - predicted) < 1.5  # the measurement agrees with the model
+    assert evaluate("numerics.digits-lost", closest).status == CORRECT
+    for wrong in set(ex.DIGITS_OPTIONS) - {closest}:
+        assert_misconception("numerics.digits-lost", wrong, wrong)
+    assert evaluate("numerics.digits-lost", 4).status == INVALID
+
+
+# --------------------------------------------------------------------------- the notebook
+def notebook_cells():
+    return json.loads(NOTEBOOK.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_notebook_is_committed_clean_and_well_formed():
+    cells = notebook_cells()
+    assert cells[0]["cell_type"] == "markdown" and source(cells[0]).startswith("# ")
+    assert all(cell.get("id") for cell in cells)
+    assert len({cell["id"] for cell in cells}) == len(cells)
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+def test_every_exercise_has_statement_solution_and_check():
+    cells = notebook_cells()
+    checks = {}
+    for i, cell in enumerate(cells):
+        match = re.fullmatch(r'check\("([\w.-]+)", answer\)', source(cell).strip())
+        if cell["cell_type"] == "code" and match:
+            checks[match.group(1)] = i
+    assert set(checks) == IDS
+    for exercise_id, i in checks.items():
+        label = exercise_id.replace(".", "-")
+        assert source(cells[i - 1]).strip().startswith("```{solution-end}")
+        solution = cells[i - 2]
+        assert "solution" in solution["metadata"].get("tags", [])
+        assert re.search(r"^answer = ", source(solution), flags=re.M)
+        assert f"```{{solution-start}} {label}" in source(cells[i - 3])
+        assert source(cells[i - 4]).strip().startswith("```{exercise-end}") or "```{exercise-end}" in source(
+            cells[i - 4])
+        starts = [j for j in range(i) if f":label: {label}" in source(cells[j])]
+        assert len(starts) == 1 and i - 6 <= starts[0] <= i - 4
+
+
+def _statement(label):
+    return next(source(c) for c in notebook_cells() if f":label: {label}" in source(c))
+
+
+def test_statements_state_the_registered_data():
+    def stated(values):
+        return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+    def short(x):
+        return f"{x:.0e}".replace("e-0", "e-")
+
+    clip = _statement("numerics-clip-predict")
+    assert f"P = {stated(ex.CLIP_P)}" in clip and f"Q = {stated(ex.CLIP_Q)}" in clip
+    assert f"eps={short(ex.CLIP_EPS_YOURS)}" in clip and f"eps={short(ex.CLIP_EPS_COLLEAGUE)}" in clip
+    assert f"z = {stated(ex.LSE_LOGITS)}" in _statement("numerics-logsumexp")
+    assert "10^{-6}" in _statement("numerics-digits-lost") and ex.DIGITS_DELTA == 1e-6
+    for option in ex.DIGITS_OPTIONS:
+        assert f'`"{option}"`' in _statement("numerics-digits-lost")
+
+
+def test_kl_div_data_cell_holds_the_registered_logits():
+    cells = notebook_cells()
+    data = next(source(c) for c in cells if c["cell_type"] == "code" and "target_logits_ex = " in source(c))
+    tensors = {}
+    for node in ast.parse(data).body:
+        call = node.value
+        tensors[node.targets[0].id] = ast.literal_eval(call.args[0])
+    assert tuple(map(tuple, tensors["target_logits_ex"])) == ex.TARGET_LOGITS
+    assert tuple(map(tuple, tensors["model_logits_ex"])) == ex.MODEL_LOGITS

@@ -1,0 +1,266 @@
+"""klcourse.numerics: the naive formulas fail the way chapter 5 says, the stable pieces are exact to
+rounding, the stress sets and references are what they claim, and the accuracy table measures it.
+
+Independent routes: quadrature (scipy.integrate), scipy.stats / scipy.special, mpmath written out here,
+exact rational arithmetic (fractions), and PyTorch.
+"""
+
+import math
+import time
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+from scipy import integrate, stats
+from scipy.special import log_softmax, softmax
+
+from klcourse import kl_divergence, kl_normal
+from klcourse import numerics as nm
+
+EPS = np.finfo(np.float64).eps
+
+
+def quad_kl_normal(m0, s0, m1, s1):
+    """D(N(m0, s0²) || N(m1, s1²)) by quadrature of p log(p/q)."""
+    def integrand(x):
+        return stats.norm.pdf(x, m0, s0) * (stats.norm.logpdf(x, m0, s0) - stats.norm.logpdf(x, m1, s1))
+    lo, hi = m0 - 40 * s0, m0 + 40 * s0
+    return integrate.quad(integrand, lo, hi, points=[m0, m1], limit=200, epsabs=1e-13, epsrel=1e-12)[0]
+
+
+def mp_bernoulli(a, b, dps=60):
+    """Binary relative entropy written out in mpmath (0 log 0 = 0, inf when Q rules out P's outcome)."""
+    with mpmath.workdps(dps):
+        a, b = mpmath.mpf(a), mpmath.mpf(b)
+
+        def term(x, y):
+            if x == 0:
+                return mpmath.mpf(0)
+            return mpmath.inf if y == 0 else x * mpmath.log(x / y)
+
+        return float(term(a, b) + term(1 - a, 1 - b))
+
+
+# --------------------------------------------------------------------------- naive formulas
+@pytest.mark.parametrize("params", [(0.0, 1.0, 1.0, 2.0), (0.3, 1.2, -0.4, 0.9), (2.0, 0.5, -1.0, 3.0)])
+def test_naive_kl_normal_is_the_textbook_value_for_separated_pairs(params):
+    assert math.isclose(nm.naive_kl_normal(*params), quad_kl_normal(*params), rel_tol=1e-9)
+    assert math.isclose(nm.naive_kl_normal_expm1(*params), quad_kl_normal(*params), rel_tol=1e-9)
+
+
+def test_naive_kl_normal_goes_negative_where_kl_normal_does_not():
+    m0, s0, m1, s1 = nm.gaussian_stress_set(2000, seed=3)
+    with np.errstate(all="ignore"):
+        textbook = nm.naive_kl_normal(m0, s0, m1, s1)
+    assert np.mean(textbook < 0) > 0.005
+    assert np.all(kl_normal(m0, s0, m1, s1) >= 0)
+
+
+def test_error_ordering_textbook_halfway_stable_near_equality():
+    """At sigma1 = sigma0 (1 + 1e-6): textbook ~ eps/delta², half-way ~ eps/delta, kl_normal ~ eps."""
+    rng = np.random.default_rng(4)
+    s0 = np.exp(rng.uniform(-2, 2, 64))
+    s1 = s0 * (1 + 1e-6 * rng.choice([-1.0, 1.0], 64))
+    ref = np.array([mp_kl_normal_here(0.0, a, 0.0, b) for a, b in zip(s0, s1, strict=True)])
+    routes = [("textbook", nm.naive_kl_normal), ("half", nm.naive_kl_normal_expm1), ("stable", kl_normal)]
+    err = {name: np.median(np.abs(fn(0.0, s0, 0.0, s1) - ref) / ref) for name, fn in routes}
+    assert err["textbook"] > 1e-7
+    assert 1e-13 < err["half"] < 1e-8
+    assert err["stable"] < 1e-15
+
+
+def mp_kl_normal_here(m0, s0, m1, s1):
+    with mpmath.workdps(60):
+        a, b, c, d = map(mpmath.mpf, (m0, s0, m1, s1))
+        return float(mpmath.log(d / b) + (b**2 + (a - c) ** 2) / (2 * d**2) - mpmath.mpf(1) / 2)
+
+
+def test_naive_kl_discrete_nan_and_the_log1p_form():
+    p, q = np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.5, 0.25])
+    with np.errstate(all="ignore"):
+        assert math.isnan(nm.naive_kl_discrete(p, q))
+    assert math.isclose(nm.naive_kl_discrete_log1p(p, q), stats.entropy(p, q), rel_tol=1e-12)
+    rng = np.random.default_rng(5)
+    a, b = rng.dirichlet(np.ones(7), size=2)
+    assert math.isclose(nm.naive_kl_discrete(a, b), stats.entropy(a, b), rel_tol=1e-12)
+    assert math.isclose(nm.naive_kl_discrete_log1p(a, b), stats.entropy(a, b), rel_tol=1e-12)
+
+
+def test_clipped_kl_is_finite_and_set_by_eps():
+    p, q = np.array([0.5, 0.3, 0.2]), np.array([0.7, 0.3, 0.0])
+    eps = np.logspace(-16, -2, 15)
+    values = np.array([nm.naive_kl_clipped(p, q, e) for e in eps])
+    assert np.all(np.isfinite(values)) and np.isinf(stats.entropy(p, q))
+    slope = np.polyfit(np.log10(eps), values, 1)[0]
+    assert math.isclose(-slope, 0.2 * math.log(10), rel_tol=1e-9)  # missing mass times ln 10 per decade
+    r = np.array([0.2, 0.3, 0.5])
+    assert math.isclose(nm.naive_kl_clipped(p, r, 1e-10), stats.entropy(p, r), rel_tol=1e-12)  # no zeros: no effect
+
+
+def test_naive_softmax_overflows_and_naive_log_softmax_underflows():
+    with np.errstate(all="ignore"):
+        assert np.all(np.isnan(nm.naive_softmax([1000.0, 999.0, 998.0])))
+        assert np.all(np.isnan(nm.naive_softmax(np.array([100, 99, 98], dtype=np.float32))))
+        assert nm.naive_softmax(np.array([1.0, 2.0], dtype=np.float32)).dtype == np.float32
+        assert np.isneginf(nm.naive_log_softmax([0.0, -800.0])[1])
+        assert np.isneginf(nm.naive_log_softmax(np.array([0.0, -120.0], dtype=np.float32))[1])
+    z = np.array([0.3, -1.2, 2.0, 0.0])
+    assert np.allclose(nm.naive_softmax(z), softmax(z), rtol=1e-14)
+    assert np.allclose(nm.naive_log_softmax(z), log_softmax(z), rtol=1e-13)
+    assert math.isclose(log_softmax([0.0, -800.0])[1], -800.0, rel_tol=1e-15)
+
+
+def test_naive_kl_bernoulli():
+    assert math.isclose(nm.naive_kl_bernoulli(0.3, 0.6), mp_bernoulli(0.3, 0.6), rel_tol=1e-13)
+    with np.errstate(all="ignore"):
+        assert math.isnan(nm.naive_kl_bernoulli(0.0, 0.3))
+    a, b = 0.3, 0.3 * (1 + 1e-8)
+    assert abs(nm.naive_kl_bernoulli(a, b) - mp_bernoulli(a, b)) / mp_bernoulli(a, b) > 1e-3
+
+
+# --------------------------------------------------------------------------- stable pieces
+def test_r_minus_log1p_matches_mpmath():
+    r = np.concatenate([np.logspace(-15, 2, 60), -np.logspace(-15, math.log10(0.999), 60), [0.0]])
+    got = nm.r_minus_log1p(r)
+    with mpmath.workdps(60):
+        ref = np.array([float(mpmath.mpf(x) - mpmath.log1p(mpmath.mpf(x))) for x in r.tolist()])
+    nonzero = ref != 0
+    assert np.all(got >= 0) and got[~nonzero].tolist() == [0.0]
+    assert np.max(np.abs(got[nonzero] - ref[nonzero]) / ref[nonzero]) < 1e-14
+    assert nm.r_minus_log1p(-1.0) == math.inf
+    with pytest.raises(ValueError):
+        nm.r_minus_log1p(-1.5)
+
+
+def test_kl_bernoulli_matches_mpmath_also_near_equality():
+    rng = np.random.default_rng(6)
+    a = rng.uniform(0.001, 0.999, 40)
+    b_far = rng.uniform(0.001, 0.999, 40)
+    b_near = a * (1 + rng.choice([-1.0, 1.0], 40) * 10 ** rng.uniform(-12, -2, 40))
+    for b in (b_far, b_near):
+        got = nm.kl_bernoulli(a, b)
+        ref = np.array([mp_bernoulli(x, y) for x, y in zip(a, b, strict=True)])
+        assert np.max(np.abs(got - ref) / ref) < 1e-13
+
+
+def test_kl_bernoulli_edges_and_agreement_with_kl_divergence():
+    edge = [(0.0, 0.3), (1.0, 0.3), (0.0, 0.0), (1.0, 1.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0), (1.0, 0.0)]
+    for a, b in edge:
+        got, ref = nm.kl_bernoulli(a, b), mp_bernoulli(a, b)
+        assert got == ref == math.inf or math.isclose(got, ref, rel_tol=1e-14, abs_tol=0.0)
+    a, b = 0.35, 0.8
+    assert math.isclose(nm.kl_bernoulli(a, b), kl_divergence([1 - a, a], [1 - b, b]), rel_tol=1e-14)
+    assert nm.kl_bernoulli(0.25, 0.25) == 0.0
+    for bad in ((1.2, 0.5), (0.5, -0.1), (math.nan, 0.5)):
+        with pytest.raises(ValueError):
+            nm.kl_bernoulli(*bad)
+
+
+# --------------------------------------------------------------------------- stress sets
+def test_gaussian_stress_set_groups_and_determinism():
+    m0, s0, m1, s1 = nm.gaussian_stress_set(1000, seed=2)
+    again = nm.gaussian_stress_set(1000, seed=2)
+    assert all(np.array_equal(x, y) for x, y in zip((m0, s0, m1, s1), again, strict=True))
+    assert all(a.shape == (1000,) for a in (m0, s0, m1, s1))
+    assert np.all(s0 > 0) and np.all(s1 > 0) and np.all(np.isfinite(m1))
+    k = 200
+    ratio_b = s1[k:2 * k] / s0[k:2 * k] - 1
+    assert np.all(np.abs(ratio_b) <= 1.01e-6)  # group B: nearly equal widths
+    assert np.array_equal(s1[2 * k:3 * k], s0[2 * k:3 * k])  # group C: equal widths
+    assert np.all(np.abs(m1[3 * k:4 * k] - m0[3 * k:4 * k]) / s1[3 * k:4 * k] >= 0.99e2)  # group D: huge gaps
+
+
+def test_discrete_stress_set_rows():
+    p, q, delta = nm.discrete_stress_set(deltas=(1e-3, 0.0), n_outcomes=30, seeds=range(3))
+    assert p.shape == q.shape == (6, 30) and delta.tolist() == [1e-3] * 3 + [0.0] * 3
+    assert np.allclose(p.sum(-1), 1, rtol=0, atol=1e-14) and np.allclose(q.sum(-1), 1, rtol=0, atol=1e-14)
+    rel = np.abs(q / p - 1)
+    assert np.all(rel[:3].max(-1) < 1e-2) and np.all(rel[3:] < 1e-14)
+
+
+@pytest.mark.parametrize("delta", [1e-2, 1e-7, 1e-12])
+def test_dyadic_pairs_sum_to_exactly_one(delta):
+    p, q = nm.dyadic_near_pair(delta, 40, np.random.default_rng(7))
+    for v in (p, q):
+        assert sum(map(Fraction, v.tolist())) == 1  # exact rational sum
+        assert float(np.sum(v)) == 1.0 and np.all(v > 0)
+        assert np.all(v * 2.0**52 == np.round(v * 2.0**52))  # on the 2**-52 grid
+    rel = np.median(np.abs(q / p - 1))
+    assert delta / 20 < rel < delta * 5
+
+
+def test_dyadic_pair_rejects_a_too_large_delta():
+    with pytest.raises(ValueError):
+        nm.dyadic_near_pair(50.0, 10, np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------- references
+def test_mp_references_against_quadrature_and_scipy():
+    params = (0.3, 1.2, -0.4, 0.9)
+    assert math.isclose(nm.mp_kl_normal(*params), quad_kl_normal(*params), rel_tol=1e-10)
+    rng = np.random.default_rng(8)
+    p, q = rng.dirichlet(np.ones(9), size=2)
+    assert math.isclose(nm.mp_kl_discrete(p, q), stats.entropy(p, q), rel_tol=1e-13)
+    rows = nm.mp_kl_discrete(np.stack([p, q]), np.stack([q, p]))
+    assert rows.shape == (2,) and math.isclose(rows[1], stats.entropy(q, p), rel_tol=1e-13)
+    assert nm.mp_kl_discrete([0.5, 0.5], [1.0, 0.0]) == math.inf
+    assert nm.mp_kl_discrete([0.0, 1.0], [0.5, 0.5]) == pytest.approx(math.log(2), rel=1e-15)
+    # the exact sums: scaling a vector does not change the normalised divergence
+    assert math.isclose(nm.mp_kl_discrete(3 * p, q), nm.mp_kl_discrete(p, q), rel_tol=1e-14)
+
+
+def test_relative_errors_semantics():
+    err = nm.relative_errors([1.1, 0.0, 1e-30, np.nan, np.inf, np.inf], [1.0, 0.0, 0.0, 1.0, 1.0, np.inf])
+    assert err[0] == pytest.approx(0.1) and err[1] == 0.0
+    assert np.isinf(err[2]) and np.isinf(err[3]) and np.isinf(err[4]) and err[5] == 0.0
+
+
+def test_library_wrappers_agree_on_separated_pairs():
+    m0, s0, m1, s1 = np.array([0.0, 1.0]), np.array([1.0, 0.5]), np.array([1.0, -1.0]), np.array([2.0, 3.0])
+    assert np.allclose(nm.scipy_kl_normal(m0, s0, m1, s1), kl_normal(m0, s0, m1, s1), rtol=1e-12)
+    assert np.allclose(nm.torch_kl_normal(m0, s0, m1, s1), kl_normal(m0, s0, m1, s1), rtol=1e-12)
+    rng = np.random.default_rng(9)
+    p, q = rng.dirichlet(np.ones(5), size=(2, 3))
+    assert np.allclose(nm.torch_kl_categorical(p, q), stats.entropy(p, q, axis=-1), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- table and sweeps
+def test_accuracy_table_measures_the_known_failures():
+    t0 = time.perf_counter()
+    rows = nm.accuracy_table(n_gaussian=2000, discrete_seeds=range(2), n_outcomes=40)
+    assert time.perf_counter() - t0 < 20
+    table = {(r["family"], r["key"]): r for r in rows}
+    assert set(table) == {(f, k) for f in ("gaussian", "discrete") for k in ("klcourse", "textbook", "scipy", "torch")}
+    for family in ("gaussian", "discrete"):
+        assert table[family, "klcourse"]["worst_rel_err"] < 1e-14
+        assert table[family, "klcourse"]["share_negative"] == 0.0
+        assert table[family, "textbook"]["worst_rel_err"] > 1.0
+        assert table[family, "textbook"]["share_inaccurate"] > 0.1
+    assert table["gaussian", "textbook"]["share_negative"] > 0.005
+    assert 0.1 < table["gaussian", "torch"]["worst_rel_err"] < 100
+    assert table["gaussian", "torch"]["share_negative"] == 0.0
+    html = nm.accuracy_table_html(rows)
+    assert html.count("<tr>") == len(rows) + 1 and "kl_normal" in html
+
+
+def test_gaussian_and_discrete_sweeps():
+    deltas = (1e-2, 1e-10)
+    ref, vals = nm.gaussian_sweep(deltas, n_draws=6)
+    assert ref.shape == (2, 6) and set(vals) == set(nm.SWEEP_GAUSSIAN_METHODS)
+    err = {k: np.median(nm.relative_errors(v, ref), axis=1) for k, v in vals.items()}
+    assert err["textbook formula"][1] > 1e-2 and err["klcourse.kl_normal"].max() < 1e-14
+    ref_d, vals_d = nm.discrete_sweep(deltas, n_draws=4, n_outcomes=20)
+    err_d = {k: np.median(nm.relative_errors(v, ref_d), axis=1) for k, v in vals_d.items()}
+    assert err_d["textbook sum(p log(p/q))"][1] > 1e-2 and err_d["klcourse.kl_divergence"].max() < 1e-14
+    naive_psi = err_d["sum p (r − log1p(r)), subtracted naively"][1]
+    assert 1e-12 < naive_psi < 1e-3  # better than the textbook, worse than klcourse
+
+
+def test_float32_kl_div_sweep():
+    ref, vals = nm.float32_kl_div_sweep((1e-1, 1e-4), n_classes=500, n_draws=4)
+    assert np.all(ref > 0)
+    err = {k: np.median(nm.relative_errors(v, ref), axis=1) for k, v in vals.items()}
+    assert err["float32 throughout"][0] < 1e-3 and err["float32 throughout"][1] > 0.1
+    assert err["float32 log-probs, summed in float64"][1] > 0.1
+    assert err["logits cast to float64 first"].max() < 1e-5
