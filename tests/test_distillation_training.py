@@ -1,0 +1,271 @@
+"""Chapter 8 library code (soft targets, the high-temperature limit, the student's objective, the MLP
+ensemble and its training, calibration error, the digits split) against independent routes: scipy,
+mpmath, finite differences, torch.nn.Linear-style models trained one by one, and ECE by hand."""
+
+import math
+import subprocess
+import sys
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.special import softmax
+from scipy.stats import entropy
+
+from klcourse import distillation_loss
+from klcourse.distillation import (
+    MLPEnsemble,
+    distillation_objective,
+    ece_from_confidence,
+    expected_calibration_error,
+    high_temperature_limit,
+    load_digits_split,
+    reliability_bins,
+    softmax_with_temperature,
+    train_classifier,
+)
+
+
+# --------------------------------------------------------------------------- soft targets
+@pytest.mark.parametrize("T", [0.3, 1.0, 4.0, 50.0])
+def test_softmax_with_temperature_matches_scipy(T):
+    z = np.random.default_rng(0).normal(0, 5, size=(7, 9))
+    assert np.allclose(softmax_with_temperature(z, T), softmax(z / T, axis=-1), rtol=1e-13, atol=0)
+    assert np.allclose(softmax_with_temperature(z, T, axis=0), softmax(z / T, axis=0), rtol=1e-13, atol=0)
+
+
+def test_softmax_with_temperature_torch_is_differentiable_and_stable():
+    z = torch.tensor([[2000.0, 1990.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    p = softmax_with_temperature(z, 2.0)
+    assert torch.is_tensor(p) and torch.isfinite(p).all()
+    p[0, 1].backward()
+    assert torch.isfinite(z.grad).all()
+    big = softmax_with_temperature(np.array([2000.0, 1990.0, 0.0]), 2.0)
+    assert np.all(np.isfinite(big)) and big[0] == pytest.approx(1 / (1 + math.exp(-5)), rel=1e-12)
+
+
+def test_softmax_limits_in_temperature():
+    z = np.array([3.0, 1.0, -2.0, 0.5])
+    assert np.allclose(softmax_with_temperature(z, 1e-3), [1, 0, 0, 0], atol=1e-300)
+    assert np.allclose(softmax_with_temperature(z, 1e8), 0.25, rtol=1e-7)
+
+
+@pytest.mark.parametrize("T", [0, -1.0, float("inf"), float("nan")])
+def test_softmax_with_temperature_rejects_bad_temperature(T):
+    with pytest.raises(ValueError, match="temperature"):
+        softmax_with_temperature([1.0, 2.0], T)
+
+
+def test_softmax_with_temperature_rejects_nan_logits():
+    with pytest.raises(ValueError, match="NaN"):
+        softmax_with_temperature([1.0, float("nan")], 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        softmax_with_temperature(torch.tensor([1.0, float("nan")]), 1.0)
+
+
+@pytest.mark.parametrize("T", [0.5, 1.0, 3.0, 20.0])
+def test_entropy_derivative_is_variance_over_t_cubed(T):
+    """dH/dT = Var_p(z) / T^3 (the chapter's theorem) against a central finite difference."""
+    z = np.array([4.0, 1.5, 0.0, -2.0, 3.0])
+
+    def h(temp):
+        return entropy(softmax(z / temp))
+
+    step = 1e-5 * T
+    numeric = (h(T + step) - h(T - step)) / (2 * step)
+    p = softmax_with_temperature(z, T)
+    variance = np.sum(p * z**2) - np.sum(p * z) ** 2
+    assert numeric == pytest.approx(variance / T**3, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- the high-temperature limit
+def t2_kl_mpmath(s, t, T, digits=60):
+    with mpmath.workdps(digits):
+        T = mpmath.mpf(T)
+        es, et = [mpmath.exp(mpmath.mpf(v) / T) for v in s], [mpmath.exp(mpmath.mpf(v) / T) for v in t]
+        ps, pt = [x / sum(es) for x in es], [x / sum(et) for x in et]
+        return float(T**2 * sum(a * mpmath.log(a / b) for a, b in zip(pt, ps, strict=True)))
+
+
+def test_high_temperature_limit_against_mpmath_and_distillation_loss():
+    rng = np.random.default_rng(1)
+    s, t = rng.normal(0, 2, size=(3, 6)), rng.normal(0, 3, size=(3, 6))
+    limit = np.mean([t2_kl_mpmath(si, ti, 1e10) for si, ti in zip(s, t, strict=True)])
+    assert high_temperature_limit(s, t) == pytest.approx(limit, rel=1e-8)
+    # distillation_loss approaches it with an O(1/T) relative error
+    errors = [abs(distillation_loss(torch.tensor(s), torch.tensor(t), T=T).item() / limit - 1)
+              for T in (100, 1000, 10000)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-3
+    assert errors[0] / errors[1] == pytest.approx(10, rel=0.1)
+
+
+def test_high_temperature_limit_ignores_shifts_and_rejects_shape_mismatch():
+    s, t = np.array([1.0, 2.0, 3.0]), np.array([0.0, 5.0, 1.0])
+    assert high_temperature_limit(s + 7.0, t - 2.0) == pytest.approx(high_temperature_limit(s, t), rel=1e-14)
+    assert high_temperature_limit(s, s + 1.0) == 0.0
+    with pytest.raises(ValueError):
+        high_temperature_limit(s, t[:2])
+
+
+def test_gradient_scaling_with_and_without_t_squared():
+    """Without T² the gradient wrt the student logits shrinks like 1/T²; with it, it tends to C(s - t)/(BK)."""
+    gen = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 10, generator=gen, dtype=torch.float64), 3 * torch.randn(5, 10, generator=gen,
+                                                                                    dtype=torch.float64)
+
+    def grad_norm(T, scaled):
+        x = s.clone().requires_grad_(True)
+        loss = distillation_loss(x, t, T=T) / (1.0 if scaled else T**2)
+        (g,) = torch.autograd.grad(loss, x)
+        return g.norm().item()
+
+    gap = (s - t) - (s - t).mean(dim=1, keepdim=True)
+    predicted = gap.norm().item() / (s.shape[0] * s.shape[1])
+    assert grad_norm(1e4, True) == pytest.approx(predicted, rel=1e-3)
+    assert grad_norm(1e3, False) / grad_norm(2e3, False) == pytest.approx(4.0, rel=1e-2)
+    assert grad_norm(1e3, True) / grad_norm(2e3, True) == pytest.approx(1.0, rel=1e-2)
+
+
+# --------------------------------------------------------------------------- the student's objective
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_distillation_objective_against_kl_div_and_cross_entropy(alpha):
+    gen = torch.Generator().manual_seed(2)
+    s, t = torch.randn(8, 5, generator=gen, dtype=torch.float64), torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (8,), generator=gen)
+    T = 3.0
+    soft = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * T**2
+    hard = -F.log_softmax(s, 1)[torch.arange(8), y].mean()
+    expected = alpha * hard + (1 - alpha) * soft
+    assert torch.allclose(distillation_objective(s, t, y, T=T, alpha=alpha), expected, rtol=1e-12)
+    # leading axes are batch axes
+    stacked = distillation_objective(s.reshape(2, 4, 5), t.reshape(2, 4, 5), y.reshape(2, 4), T=T, alpha=alpha)
+    assert torch.allclose(stacked, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, True])
+def test_distillation_objective_rejects_bad_alpha(alpha):
+    s = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="alpha"):
+        distillation_objective(s, s, torch.zeros(2, dtype=torch.int64), T=2.0, alpha=alpha)
+
+
+# --------------------------------------------------------------------------- the ensemble and its training
+def reference_mlp(sizes, seed):
+    """Model `seed` of the ensemble, rebuilt one by one as torch.nn.Linear layers with the same draws."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        bound = 1 / math.sqrt(fan_in)
+        linear = torch.nn.Linear(fan_in, fan_out)
+        with torch.no_grad():
+            linear.weight.copy_(((2 * torch.rand(fan_in, fan_out, generator=gen) - 1) * bound).T)
+            linear.bias.copy_((2 * torch.rand(fan_out, generator=gen) - 1) * bound)
+        layers.append(linear)
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def toy_data():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 6, generator=gen)
+    y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
+    return x, y
+
+
+def test_ensemble_models_equal_separately_built_models():
+    sizes = (6, 7, 5, 3)
+    ensemble = MLPEnsemble(sizes, n_models=3, seed=10)
+    x, _ = toy_data()
+    out = ensemble(x)
+    assert out.shape == (3, 40, 3)
+    assert ensemble.n_parameters == sum(p.numel() for p in reference_mlp(sizes, 0).parameters())
+    for m in range(3):
+        assert torch.allclose(out[m], reference_mlp(sizes, 10 + m)(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_training_the_ensemble_equals_training_each_model_alone(distill):
+    sizes, steps, lr, T, alpha = (6, 8, 3), 25, 0.02, 3.0, 0.4
+    x, y = toy_data()
+    teacher = 2 * torch.randn(40, 3, generator=torch.Generator().manual_seed(4)) if distill else None
+    kwargs = dict(teacher_logits=teacher, T=T, alpha=alpha) if distill else {}
+    ensemble = MLPEnsemble(sizes, n_models=2, seed=5)
+    train_classifier(ensemble, x, y, steps=steps, lr=lr, **kwargs)
+    for m in range(2):
+        model = reference_mlp(sizes, 5 + m)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if distill:
+                soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher / T, 1), reduction="batchmean")
+                loss = alpha * loss + (1 - alpha) * T**2 * soft
+            loss.backward()
+            optimizer.step()
+        assert torch.allclose(ensemble(x)[m], model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_train_classifier_decreases_the_loss_and_validates():
+    x, y = toy_data()
+    ensemble = MLPEnsemble((6, 16, 3), n_models=2, seed=0)
+    history = train_classifier(ensemble, x, y, steps=60, lr=0.03)
+    assert history.shape == (60,) and history[-1] < 0.5 * history[0]
+    with pytest.raises(ValueError, match="alpha"):
+        train_classifier(ensemble, x, y, alpha=0.5, steps=1)
+    with pytest.raises(ValueError):
+        MLPEnsemble((6,), n_models=1)
+
+
+def test_load_digits_split_is_stratified_standardised_and_deterministic():
+    x_tr, x_te, y_tr, y_te = load_digits_split()
+    assert x_tr.shape[1] == 64 and x_tr.dtype == torch.float32 and y_tr.dtype == torch.int64
+    assert x_tr.shape[0] + x_te.shape[0] == 1797 and abs(x_tr.shape[0] - x_te.shape[0]) <= 1
+    assert torch.allclose(x_tr.mean(0), torch.zeros(64), atol=1e-5)
+    assert np.allclose(np.bincount(y_tr.numpy()), np.bincount(y_te.numpy()), atol=1)
+    again = load_digits_split()
+    assert torch.equal(x_tr, again[0]) and torch.equal(y_te, again[3])
+
+
+# --------------------------------------------------------------------------- calibration
+def test_ece_against_a_hand_computation():
+    # bins of width 1/4: (0, .25], (.25, .5], (.5, .75], (.75, 1]
+    confidence = [0.9, 0.8, 0.6, 0.7, 0.55, 0.3]
+    correct = [1, 0, 1, 1, 0, 1]
+    # (.75,1]: {0.9 ✓, 0.8 ✗} conf .85 acc .5 -> gap .35, weight 2/6
+    # (.5,.75]: {0.6 ✓, 0.7 ✓, 0.55 ✗} conf .6167 acc .6667 -> gap .05, weight 3/6
+    # (.25,.5]: {0.3 ✓} conf .3 acc 1 -> gap .7, weight 1/6
+    by_hand = 2 / 6 * 0.35 + 3 / 6 * (2 / 3 - 1.85 / 3) + 1 / 6 * 0.7
+    assert ece_from_confidence(confidence, correct, n_bins=4) == pytest.approx(by_hand, rel=1e-12)
+    counts, mean_conf, acc = reliability_bins(confidence, correct, n_bins=4)
+    assert counts.tolist() == [0, 1, 3, 2] and np.isnan(mean_conf[0]) and acc[3] == 0.5
+
+
+def test_ece_is_zero_when_calibrated_and_bins_include_their_right_edge():
+    # within each bin, accuracy equals mean confidence exactly
+    assert ece_from_confidence([0.5, 0.5, 1.0, 1.0], [1, 0, 1, 1], n_bins=10) == 0.0
+    counts, _, _ = reliability_bins([0.5, 1.0, 0.1], [1, 1, 1], n_bins=2)
+    assert counts.tolist() == [2, 1]  # 0.5 and 0.1 in (0, 0.5], 1.0 in (0.5, 1]
+
+
+def test_expected_calibration_error_from_probabilities():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.05, 0.9, 0.05]])
+    labels = np.array([0, 2, 2, 1])
+    direct = ece_from_confidence([0.7, 0.6, 0.6, 0.9], [1, 0, 1, 1], n_bins=15)
+    assert expected_calibration_error(probs, labels) == pytest.approx(direct, rel=1e-12)
+    assert expected_calibration_error(torch.tensor(probs), torch.tensor(labels)) == pytest.approx(direct, rel=1e-12)
+    with pytest.raises(ValueError):
+        expected_calibration_error(probs, labels[:3])
+    with pytest.raises(ValueError):
+        ece_from_confidence([0.0, 0.5], [1, 1])
+    with pytest.raises(ValueError):
+        ece_from_confidence([0.5, 0.5], [1, 2])
+
+
+def test_new_helpers_do_not_import_torch_with_klcourse():
+    code = "import sys, klcourse, klcourse.distillation; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
