@@ -268,30 +268,34 @@ def chapter_models(data):
     ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    stack, _ = vm.train_vaes(data.x_train, configs, n_latent=8, steps=800, batch_size=64, lr=3e-3, seed=0)
+    stack, history = vm.train_vaes(data.x_train, configs, n_latent=8, steps=800, batch_size=64, lr=3e-3, seed=0)
     torch.set_num_threads(threads)
-    return stack, vm.evaluate(stack, data.x_test)
+    return stack, vm.evaluate(stack, data.x_test), history
 
 
 def test_chapter_beta_sweep_loses_active_units_and_beta_one_has_the_best_elbo(chapter_models):
-    _, results = chapter_models
+    _, results, _ = chapter_models
     units = [r.active_units for r in results[:6]]
     assert all(a >= b for a, b in zip(units[:-1], units[1:], strict=True)) and units[0] == 8 and units[-1] == 0
     assert int(np.argmax([r.elbo for r in results[:6]])) == 2
 
 
 def test_chapter_collapse_and_remedies(chapter_models):
-    _, r = chapter_models
+    _, r, history = chapter_models
     assert r[7].rate < r[2].rate  # the autoregressive decoder uses less of the code at beta = 1
     assert r[8].active_units == 0 and r[8].rate < 0.05  # collapse at beta = 2
     assert r[3].active_units > 0  # the plain decoder at beta = 2 does not collapse
     assert r[8].elbo > r[2].elbo  # ... yet the collapsed model has the better ELBO
-    assert r[9].rate < 0.1  # annealing only postpones it
+    at_warmup = np.stack(history.kl_per_dim)[history.step.index(400), 9]
+    assert np.all(at_warmup > vm.ACTIVE_THRESHOLD)  # every unit is active when the annealing ends ...
+    assert r[9].rate < 0.1  # ... and the units switch off afterwards: annealing only postpones collapse
     assert r[10].active_units == 8 and r[10].elbo >= r[8].elbo  # free bits prevent it
+    # the beta = 2 objective D + 2R itself prefers the collapsed model to the free-bits one, which keeps its code
+    assert r[8].distortion + 2 * r[8].rate < r[10].distortion + 2 * r[10].rate
 
 
 def test_chapter_mse_model_has_smaller_sigma_and_a_worse_true_elbo(chapter_models, data):
-    stack, r = chapter_models
+    stack, r, _ = chapter_models
     with torch.no_grad():
         _, logvar = stack.encode(data.x_test)
     sigma = torch.exp(0.5 * logvar).numpy()

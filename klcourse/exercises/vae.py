@@ -276,8 +276,8 @@ register(
         "smaller",
         ["smaller", "about the same", "larger"],
         explanations={
-            "about the same": "Near σ = 1 the two penalties agree, but the MSE (σ − 1)² can never exceed 1 as "
-                              "σ → 0 while the KL grows like −log σ. Which σ does the reconstruction term want?",
+            "about the same": "Near σ = 1 the two penalties agree, but the MSE's width term ½(σ − 1)² stays below ½ "
+                              "as σ → 0 while the KL grows like −log σ. Which σ does the reconstruction term want?",
             "larger": "A larger σ adds noise to z and makes reconstructions worse; nothing in the MSE penalty "
                       "rewards it. Compare what each penalty charges as σ → 0.",
         },
