@@ -320,7 +320,7 @@ register(
         _halve_or_double_answer(),
         ["halving", "doubling", "same"],
         explanations={
-            "halving": "Not for this direction. Halving wins for the reverse divergence D(N(0, 1) ‖ N(0, σ²)), "
+            "halving": "Not for this direction. Halving wins for the swapped divergence D(N(0, 1) ‖ N(0, σ²)), "
                        "where σ sits in the second argument; here σ is in the first. Look at the σ curve again.",
             "same": "KL is not symmetric in log σ: ½(σ² − 1 − log σ²) gives different values at σ = 1/2 and "
                     "σ = 2. Evaluate both.",

@@ -338,8 +338,9 @@ def _reverse_pinsker(answer):
     if kl < KL_MIN:
         return False, (f"Your pair has TV = {tv:.3g} but D(P‖Q) = {kl:.3g} nats, below {KL_MIN}: make Q "
                        "(nearly) vanish where P still has a little mass.")
-    return True, (f"Correct: TV = {tv:.3g} yet D(P‖Q) = {kl:.3g} nats, so no bound KL ≤ C·TV² can hold; "
-                  "Pinsker's inequality only works the other way.")
+    return True, (f"Correct: TV = {tv:.3g} yet D(P‖Q) = {kl:.3g} nats, so a bound KL ≤ C·TV² would need "
+                  f"C ≥ {kl / tv**2:.3g}. Letting q shrink further where p has mass sends the KL to infinity at "
+                  "almost the same TV, so no constant works: Pinsker's inequality only goes the other way.")
 
 
 register(
