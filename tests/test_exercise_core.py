@@ -267,3 +267,20 @@ def test_function_misconception_that_produces_nan_is_still_recognised(scratch):
     named = Misconception("no-zero-handling", naive, "Terms with p = 0 must contribute 0.")
     eid = scratch("nanmis", title="t", kind="function", checker=function(_kl_reference, CASES, misconceptions=[named]))
     assert evaluate(eid, naive).misconception == "no-zero-handling"
+
+
+def test_choice_with_a_computed_answer_and_explanation_function(scratch):
+    calls = []
+
+    def larger():
+        calls.append(1)
+        return "forward" if kl_bern(0.1, 0.5) > kl_bern(0.5, 0.1) else "reverse"
+
+    eid = scratch("lazych", title="t", kind="predict",
+                  checker=choice(larger, ["forward", "reverse"], explanations=lambda right, got: f"not {got}"))
+    assert not calls  # computed on first use
+    expected = "forward" if kl_bern(0.1, 0.5) > kl_bern(0.5, 0.1) else "reverse"
+    other = "reverse" if expected == "forward" else "forward"
+    assert evaluate(eid, expected).passed
+    assert evaluate(eid, other).message == f"not {other}"
+    assert len(calls) == 1

@@ -11,7 +11,6 @@ approximation; ``N(mu, sigma^2)`` with sigma^2 the variance; functions take stan
 from __future__ import annotations
 
 import math
-from functools import cache
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from klcourse.exercises.checkers import (
     Case,
     Misconception,
     array,
+    choice,
     forgot_half,
     function,
     number,
@@ -156,25 +156,6 @@ register(
 
 
 # --------------------------------------------------------------------------- lazy choice checker
-def _lazy_choice(correct, options, explanations):
-    """Like :func:`~klcourse.exercises.checkers.choice`, but the correct option is computed on first use."""
-    normal = {o.lower(): o for o in options}
-    get = cache(correct)
-
-    def checker(answer) -> Verdict:
-        if not isinstance(answer, str):
-            return Verdict(False, f"Answer with one of the strings {list(options)}, got {type(answer).__name__}.",
-                           INVALID)
-        key = answer.strip().lower()
-        if key not in normal:
-            return Verdict(False, f"Answer with one of {list(options)}; got {answer!r}.", INVALID)
-        if key == get():
-            return Verdict(True, "Correct!", CORRECT)
-        return Verdict(False, explanations(get(), key), WRONG, key)
-
-    return checker
-
-
 # --------------------------------------------------------------------------- asymmetry.wide-or-narrow
 def _wider_fit() -> str:
     mix = WIDE_OR_NARROW_MIXTURE
@@ -197,7 +178,7 @@ register(
     "asymmetry.wide-or-narrow",
     title="Predict: which direction gives the wider Gaussian?",
     kind="predict",
-    checker=_lazy_choice(_wider_fit, ("forward", "reverse", "equal"), _wide_or_narrow_feedback),
+    checker=choice(_wider_fit, ("forward", "reverse", "equal"), explanations=_wide_or_narrow_feedback),
 )
 
 
@@ -229,7 +210,7 @@ register(
     "asymmetry.which-basin",
     title="Read the landscape: where does gradient descent from a new start end?",
     kind="choice",
-    checker=_lazy_choice(_basin_of_start, BASIN_OPTIONS, _basin_feedback),
+    checker=choice(_basin_of_start, BASIN_OPTIONS, explanations=_basin_feedback),
 )
 
 

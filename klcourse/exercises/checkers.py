@@ -320,13 +320,34 @@ def _function_misconception(misconceptions, outputs, rtol, atol):
     return None
 
 
-def choice(correct: str, options: Sequence[str], *, explanations: dict[str, str] | None = None
-           ) -> Callable[[object], Verdict]:
-    """Checker for a predict-then-verify question answered with one of ``options`` (case-insensitive)."""
+def choice(correct, options: Sequence[str], *, explanations=None) -> Callable[[object], Verdict]:
+    """Checker for a predict-then-verify question answered with one of ``options`` (case-insensitive).
+
+    Parameters
+    ----------
+    correct : str or callable
+        The right option, or a zero-argument function computing it (evaluated once, on first use), so that
+        the answer to "which is larger?" comes from the same code as the chapter's figure.
+    explanations : dict or callable, optional
+        ``{wrong option: message}``, or ``f(correct, chosen) -> message``.
+    """
     normal = {o.strip().lower(): o for o in options}
-    if correct.strip().lower() not in normal:
-        raise ValueError(f"correct answer {correct!r} is not among the options {options}")
-    explanations = {k.strip().lower(): v for k, v in (explanations or {}).items()}
+
+    @cache
+    def right() -> str:
+        key = (correct() if callable(correct) else correct).strip().lower()
+        if key not in normal:
+            raise ValueError(f"correct answer {key!r} is not among the options {list(options)}")
+        return key
+
+    if not callable(correct):
+        right()  # a typo in a fixed answer fails at registration, not in front of a learner
+
+    def explain(key: str) -> str:
+        if callable(explanations):
+            return explanations(right(), key)
+        table = {k.strip().lower(): v for k, v in (explanations or {}).items()}
+        return table.get(key, "Not this one: run the code in the chapter and look again.")
 
     def checker(answer) -> Verdict:
         if not isinstance(answer, str):
@@ -335,10 +356,9 @@ def choice(correct: str, options: Sequence[str], *, explanations: dict[str, str]
         key = answer.strip().lower()
         if key not in normal:
             return Verdict(False, f"Answer with one of {list(options)}; got {answer!r}.", INVALID)
-        if key == correct.strip().lower():
+        if key == right():
             return Verdict(True, "Correct!", CORRECT)
-        return Verdict(False, explanations.get(key, "Not this one: run the code in the chapter and look again."),
-                       WRONG, key)
+        return Verdict(False, explain(key), WRONG, key)
 
     return checker
 

@@ -147,28 +147,14 @@ def _which_is_larger(p, q) -> str:
     return "forward larger" if forward > reverse else "reverse larger"
 
 
-def _lazy_choice(correct_answer, options, explanations):
-    """A :func:`choice` checker whose right option is computed by ``correct_answer()`` on first use."""
-    built = []
-
-    def checker(answer) -> Verdict:
-        if not built:
-            correct = correct_answer()
-            built.append(choice(correct, options, explanations={k: v for k, v in explanations.items()
-                                                                  if k != correct}))
-        return built[0](answer)
-
-    return checker
-
-
 _SYMMETRY_OPTIONS = ("equal", "forward larger", "reverse larger")
 _SYMMETRY_HINT = ("Verify with kl_divergence before answering: KL is not symmetric in general, but that does not "
                   "decide this particular pair.")
 
 
 register("definitions.predict-symmetry", title="Is D(P‖Q) = D(Q‖P) for this pair?", kind="predict",
-         checker=_lazy_choice(lambda: _which_is_larger(SYMMETRY_P, SYMMETRY_Q), _SYMMETRY_OPTIONS,
-                              dict.fromkeys(_SYMMETRY_OPTIONS, _SYMMETRY_HINT)))
+         checker=choice(lambda: _which_is_larger(SYMMETRY_P, SYMMETRY_Q), _SYMMETRY_OPTIONS,
+                        explanations=dict.fromkeys(_SYMMETRY_OPTIONS, _SYMMETRY_HINT)))
 
 
 def _which_is_infinite(p, q) -> str:
@@ -188,8 +174,8 @@ _ZERO_EXPLANATIONS = {
 
 
 register("definitions.predict-zero", title="What happens when q has a zero?", kind="predict",
-         checker=_lazy_choice(lambda: _which_is_infinite(ZERO_P, ZERO_Q), ("forward", "reverse", "both", "neither"),
-                              _ZERO_EXPLANATIONS))
+         checker=choice(lambda: _which_is_infinite(ZERO_P, ZERO_Q), ("forward", "reverse", "both", "neither"),
+                        explanations=_ZERO_EXPLANATIONS))
 
 
 # --------------------------------------------------------------------------- 5. triangle counterexample

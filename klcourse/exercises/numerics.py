@@ -214,20 +214,6 @@ register(
 
 
 # --------------------------------------------------------------------------- 3. what clipping does
-def _lazy_choice(correct_answer, options, explanations):
-    """A :func:`choice` checker whose right option is computed by ``correct_answer()`` on first use."""
-    built = []
-
-    def checker(answer) -> Verdict:
-        if not built:
-            correct = correct_answer()
-            built.append(choice(correct, options, explanations={k: v for k, v in explanations.items()
-                                                                  if k != correct}))
-        return built[0](answer)
-
-    return checker
-
-
 def _clip_comparison() -> str:
     yours = naive_kl_clipped(CLIP_P, CLIP_Q, eps=CLIP_EPS_YOURS)
     colleague = naive_kl_clipped(CLIP_P, CLIP_Q, eps=CLIP_EPS_COLLEAGUE)
@@ -249,7 +235,7 @@ _CLIP_EXPLANATIONS = {
 }
 
 register("numerics.clip-predict", title="Predict what a smaller epsilon does", kind="predict",
-         checker=_lazy_choice(_clip_comparison, ("same", "larger", "smaller", "inf"), _CLIP_EXPLANATIONS))
+         checker=choice(_clip_comparison, ("same", "larger", "smaller", "inf"), explanations=_CLIP_EXPLANATIONS))
 
 
 # --------------------------------------------------------------------------- 4. log-sum-exp
@@ -343,7 +329,7 @@ _DIGITS_EXPLANATIONS = {
 }
 
 register("numerics.digits-lost", title="Read the digits the textbook formula keeps", kind="choice",
-         checker=_lazy_choice(_closest_digits_option, DIGITS_OPTIONS, _DIGITS_EXPLANATIONS))
+         checker=choice(_closest_digits_option, DIGITS_OPTIONS, explanations=_DIGITS_EXPLANATIONS))
 
 
 __all__ = [
