@@ -242,8 +242,9 @@ def write_student_book(outdir, *, book_dir=None) -> Path:
     if outdir.exists():
         shutil.rmtree(outdir)
     (outdir / "book").mkdir(parents=True)
-    for item in book_dir.iterdir():
-        if item.suffix != ".ipynb" and item.is_file():
+    chapters = set(chapter_notebooks(book_dir).values())
+    for item in book_dir.iterdir():  # pages without exercises (intro, notation, instructors…) as they are
+        if item.is_file() and item not in chapters:
             shutil.copy2(item, outdir / "book" / item.name)
     write_student_edition(outdir / "book", book_dir=book_dir)
     shutil.copy2(root / "_toc.yml", outdir / "_toc.yml")

@@ -248,3 +248,15 @@ def test_gradebook_is_written_atomically_and_always(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".grades")]
     with pytest.raises(ValueError, match="no such submission"):
         grade([tmp_path / "missing.ipynb"], out, progress=False)
+
+
+def test_student_book_has_every_page_of_the_toc(tmp_path):
+    import re
+
+    from klcourse.student import write_student_book
+
+    root = write_student_book(tmp_path / "site", book_dir=ROOT / "book")
+    for entry in re.findall(r"(?:root|file):\s*(\S+)", (root / "_toc.yml").read_text()):
+        assert list(root.glob(entry + ".*")), f"{entry} missing from the student book"
+    config = (root / "_config.yml").read_text()
+    assert "html_copy_source: false" in config and "launch_buttons" not in config
