@@ -377,8 +377,24 @@ def grade(paths, out_csv, *, timeout: float = 60, jobs: int = 1, exercises=None,
             results[futures[future]] = sub
             bar.step(f"{sub.path}: {sub.score}/{len(sub.assigned)}")
     ordered = [results[f] for f in files]
+    _assign_unreadable(ordered)
     write_gradebook(ordered, out_csv)
     return ordered
+
+
+def _assign_unreadable(submissions: list[Submission]) -> None:
+    """Give a submission that could not be read the class's assignment, so it scores 0 out of the right total."""
+    from collections import Counter
+
+    counts = Counter(tuple(s.assigned) for s in submissions if s.assigned)
+    if not counts:
+        return
+    assignment = list(counts.most_common(1)[0][0])
+    for sub in submissions:
+        if not sub.assigned and sub.rows and sub.rows[0].exercise == "*":
+            reason = sub.rows[0].message
+            sub.assigned = assignment
+            sub.rows = [Row(sub.path, e, False, "error", reason) for e in assignment]
 
 
 def write_gradebook(submissions: list[Submission], out_csv) -> tuple[Path, Path]:

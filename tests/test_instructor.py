@@ -245,6 +245,7 @@ def test_gradebook_is_written_atomically_and_always(tmp_path):
     (tmp_path / "junk.ipynb").write_text("nope")
     grade([tmp_path / "junk.ipynb"], out, timeout=5, progress=False)
     assert read_rows(out)[0]["status"] == "error"
+    assert read_rows(out)[0]["exercise"] == "*"  # alone, nobody knows what was assigned
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".grades")]
     with pytest.raises(ValueError, match="no such submission"):
         grade([tmp_path / "missing.ipynb"], out, progress=False)
@@ -260,3 +261,13 @@ def test_student_book_has_every_page_of_the_toc(tmp_path):
         assert list(root.glob(entry + ".*")), f"{entry} missing from the student book"
     config = (root / "_config.yml").read_text()
     assert "html_copy_source: false" in config and "launch_buttons" not in config
+
+
+def test_unreadable_submission_gets_the_class_assignment(tmp_path):
+    from klcourse.grading import Row, Submission, _assign_unreadable
+
+    ok = Submission("a.ipynb", ["x.one", "x.two"], [Row("a.ipynb", "x.one", True, "correct", "")] * 2)
+    bad = Submission("b.txt", [], [Row("b.txt", "*", False, "error", "not a valid notebook")])
+    _assign_unreadable([ok, bad])
+    assert bad.assigned == ["x.one", "x.two"]
+    assert [(r.exercise, r.passed) for r in bad.rows] == [("x.one", False), ("x.two", False)]
