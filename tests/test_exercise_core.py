@@ -284,3 +284,30 @@ def test_choice_with_a_computed_answer_and_explanation_function(scratch):
     assert evaluate(eid, expected).passed
     assert evaluate(eid, other).message == f"not {other}"
     assert len(calls) == 1
+
+
+def _expected_of(checker):
+    """The expected value inside a number/array checker (closure introspection, for this test only)."""
+    names = checker.__code__.co_freevars
+    cells = dict(zip(names, checker.__closure__ or (), strict=True))
+    return cells["get"].cell_contents() if "get" in cells else None
+
+
+_GENERIC_CODE = (number(0).__code__, array(0).__code__)
+GENERIC = [e for e in list_exercises() if getattr(e.checker, "__code__", None) in _GENERIC_CODE]
+
+
+def test_most_number_exercises_use_the_generic_checkers():
+    assert len(GENERIC) >= 15
+
+
+@pytest.mark.parametrize("exercise", GENERIC, ids=lambda e: e.id)
+def test_no_registered_exercise_reveals_its_answer(exercise):
+    expected = np.asarray(_expected_of(exercise.checker), dtype=float)
+    assert np.all(np.isfinite(expected))
+    for factor in (1.37, 0.61, -1.0, 3.0):
+        message = evaluate(exercise.id, expected * factor if expected.ndim else float(expected) * factor).message
+        for digits in (3, 4, 5, 6):
+            for value in np.atleast_1d(expected).ravel()[:5]:
+                if abs(value) > 1e-3:
+                    assert f"{value:.{digits}g}" not in message, (exercise.id, message)
