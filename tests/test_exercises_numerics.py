@@ -274,16 +274,6 @@ def source(cell):
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def test_notebook_is_committed_clean_and_well_formed():
-    cells = notebook_cells()
-    assert cells[0]["cell_type"] == "markdown" and source(cells[0]).startswith("# ")
-    assert all(cell.get("id") for cell in cells)
-    assert len({cell["id"] for cell in cells}) == len(cells)
-    for cell in cells:
-        if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and cell["execution_count"] is None
-
-
 def test_every_exercise_has_statement_solution_and_check():
     cells = notebook_cells()
     checks = {}
