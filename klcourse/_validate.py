@@ -57,17 +57,31 @@ def probability_array(p, name: str, *, axis: int = -1, normalize: bool = False) 
         worst = float(np.max(np.abs(total - 1.0)))
         raise ValueError(
             f"{name} does not sum to 1 along axis {axis} (off by up to {worst:.3g}); "
-            "pass normalize=True to rescale it"
+            "divide it by its sum first"
         )
     return arr
 
 
-def broadcast_pair(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """Broadcast two arrays, turning numpy's error into one that names both arguments."""
+def broadcast_pair(
+    a: np.ndarray, b: np.ndarray, names: tuple[str, str], *, axis: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Broadcast two arrays, turning numpy's error into one that names both arguments.
+
+    With ``axis`` (the outcome axis of probability vectors) only the *other* axes may
+    broadcast: a length-1 vector is not silently stretched into ``n`` outcomes.
+    """
+    mismatch = f"shape mismatch: {names[0]} has shape {a.shape}, {names[1]} has shape {b.shape}"
     try:
-        return np.broadcast_arrays(a, b)
+        a_out, b_out = np.broadcast_arrays(a, b)
     except ValueError:
-        raise ValueError(f"shape mismatch: {names[0]} has shape {a.shape}, {names[1]} has shape {b.shape}") from None
+        raise ValueError(mismatch) from None
+    if axis is not None and -a_out.ndim <= axis < a_out.ndim:
+        ax = axis % a_out.ndim
+        for arr in (a, b):
+            own = ax - (a_out.ndim - arr.ndim)  # the same axis counted in arr's own dimensions
+            if own < 0 or arr.shape[own] != a_out.shape[ax]:
+                raise ValueError(f"{mismatch} (different numbers of outcomes along axis {axis})")
+    return a_out, b_out
 
 
 def broadcast_all(arrays, names) -> list[np.ndarray]:

@@ -246,7 +246,7 @@ def _validated_pair(p, q, axis: int):
     """
     p = probability_array(p, "p", axis=axis)
     q = probability_array(q, "q", axis=axis)
-    p, q = broadcast_pair(p, q, ("p", "q"))
+    p, q = broadcast_pair(p, q, ("p", "q"), axis=axis)
     p2, batch = _rows(p, axis)
     q2, _ = _rows(q, axis)
     return p2 / p2.sum(axis=-1, keepdims=True), q2 / q2.sum(axis=-1, keepdims=True), batch
@@ -317,6 +317,13 @@ def cross_entropy(p, q, *, base=None, axis=-1):
     Returns
     -------
     float or numpy.ndarray
+        ``H(P, Q)`` in [0, inf] (``inf`` when some ``q_i = 0 < p_i``); a float for 1-D input.
+
+    Raises
+    ------
+    ValueError
+        Negative entries, NaN/inf, sums different from 1, different numbers of outcomes or
+        shapes that do not broadcast, an invalid ``base``.
 
     References
     ----------
@@ -535,7 +542,7 @@ def kl_divergence(p, q, *, base=None, axis=-1, normalize=False):
     for arr, name in ((p, "p"), (q, "q")):
         if arr.ndim == 0:
             raise ValueError(f"{name} must be at least 1-D (a vector of probabilities), got a scalar")
-    p, q = broadcast_pair(p, q, ("p", "q"))
+    p, q = broadcast_pair(p, q, ("p", "q"), axis=axis)
     p2, batch = _rows(p, axis)
     q2, _ = _rows(q, axis)
     if p2.shape[0] == 0:
@@ -583,6 +590,14 @@ def js_divergence(p, q, *, base=None, axis=-1):
     Returns
     -------
     float or numpy.ndarray
+        ``JSD`` in [0, log 2]; a float for 1-D input.  Finite even when the supports differ
+        (``q_i = 0 < p_i`` is allowed: ``M`` covers both).
+
+    Raises
+    ------
+    ValueError
+        Negative entries, NaN/inf, sums different from 1, different numbers of outcomes or
+        shapes that do not broadcast, an invalid ``base``.
 
     References
     ----------
@@ -591,7 +606,7 @@ def js_divergence(p, q, *, base=None, axis=-1):
     factor = log_base_factor(base)
     p = probability_array(p, "p", axis=axis)
     q = probability_array(q, "q", axis=axis)
-    p, q = broadcast_pair(p, q, ("p", "q"))
+    p, q = broadcast_pair(p, q, ("p", "q"), axis=axis)
     p2, batch = _rows(p, axis)
     q2, _ = _rows(q, axis)
     p_tot = p2.sum(axis=-1, keepdims=True)
@@ -770,6 +785,12 @@ def mutual_information(joint, *, base=None):
     float
         ``0 <= I(X; Y) <= min(H(X), H(Y))``; 0 exactly when the table is an outer product
         of its marginals up to rounding.
+
+    Raises
+    ------
+    ValueError
+        A table that is not 2-D, negative entries, NaN/inf, entries not summing to 1, an
+        invalid ``base``.
 
     Notes
     -----

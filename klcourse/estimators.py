@@ -85,6 +85,14 @@ def _mc_kl_torch(log_q, log_p, estimator: str):
 def mc_kl(log_q, log_p, *, estimator="k3"):
     r"""Monte Carlo estimate of :math:`D(Q \| P)` from samples :math:`x_i \sim Q`.
 
+    .. math::
+
+        D(Q \| P) = \mathbb E_{x \sim Q}\Big[\log\frac{q(x)}{p(x)}\Big]
+        \approx \frac1n \sum_{i=1}^n k(\log r_i),
+        \qquad \log r_i = \log p(x_i) - \log q(x_i),
+
+    with the per-sample value ``k`` of the chosen ``estimator`` (below).
+
     Parameters
     ----------
     log_q : array_like or torch.Tensor

@@ -315,6 +315,13 @@ def _validated_mvn(mu0, cov0, mu1, cov1) -> tuple[np.ndarray, ...]:
             raise ValueError(f"shape mismatch: {mname} has shape {mu.shape}, {cname} has shape {cov.shape}")
     if cov0.shape[-1] != cov1.shape[-1]:
         raise ValueError(f"dimension mismatch: cov0 is {cov0.shape[-1]}-D, cov1 is {cov1.shape[-1]}-D")
+    try:
+        np.broadcast_shapes(mu0.shape[:-1], mu1.shape[:-1], cov0.shape[:-2], cov1.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"shape mismatch: the batch shapes of mu0 {mu0.shape}, cov0 {cov0.shape}, mu1 {mu1.shape}, "
+            f"cov1 {cov1.shape} do not broadcast"
+        ) from None
     return mu0, cov0, mu1, cov1
 
 
