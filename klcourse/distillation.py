@@ -48,6 +48,18 @@ def _check_temperature(T) -> float:
     return value
 
 
+def _as_logits(x, name: str):
+    """A tensor of logits, or a ValueError naming the argument (strings, ragged lists …)."""
+    import torch
+
+    if torch.is_tensor(x):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be numeric logits (array-like or tensor), got {type(x).__name__}") from exc
+
+
 def distillation_loss(student_logits, teacher_logits, *, T):
     r"""Distillation loss :math:`T^2\, \mathrm{mean}_{rows} D(\mathrm{softmax}(t/T) \| \mathrm{softmax}(s/T))`.
 
@@ -86,8 +98,8 @@ def distillation_loss(student_logits, teacher_logits, *, T):
     import torch
 
     temperature = _check_temperature(T)
-    student = student_logits if torch.is_tensor(student_logits) else torch.as_tensor(student_logits)
-    teacher = teacher_logits if torch.is_tensor(teacher_logits) else torch.as_tensor(teacher_logits)
+    student, teacher = (_as_logits(x, name) for x, name in ((student_logits, "student_logits"),
+                                                             (teacher_logits, "teacher_logits")))
     if not student.is_floating_point():
         student = student.to(torch.get_default_dtype())
     teacher = teacher.to(dtype=student.dtype, device=student.device)

@@ -537,6 +537,8 @@ def kl_divergence(p, q, *, base=None, axis=-1, normalize=False):
     inf
     """
     factor = log_base_factor(base)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
     p = _to_float(p, "p")
     q = _to_float(q, "q")
     for arr, name in ((p, "p"), (q, "q")):

@@ -181,6 +181,9 @@ def _other_rows():
         ("distillation_loss", {"teacher_logits": torch.tensor([[0.0, float("nan"), 1.0]])}, "NaN", "nan"),
         ("distillation_loss", {"student_logits": torch.tensor([[0.0, float("inf"), 1.0]])}, "inf", "inf"),
         ("distillation_loss", {"teacher_logits": torch.zeros(1, 2)}, "shape mismatch", "shape"),
+        ("distillation_loss", {"student_logits": "logits"}, "numeric logits", "string"),
+        ("distillation_loss", {"teacher_logits": [[1.0, 2.0], [3.0]]}, "numeric logits", "ragged"),
+        ("kl_divergence", {"normalize": "no"}, "normalize must be True or False", "normalize-string"),
     ]
     for f in ("bhattacharyya", "KL", 3, None):
         rows.append(("f_divergence", {"f": f}, "unknown f", f"f-{f}"))
