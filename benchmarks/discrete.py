@@ -39,6 +39,8 @@ import mpmath
 import numpy as np
 from scipy.special import rel_entr
 
+from klcourse.numerics import discrete_stress_set
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -53,16 +55,9 @@ DPS = 60
 
 
 def stress_set():
-    """Rows of p and q (shape (len(DELTAS) * len(SEEDS), N_OUTCOMES))."""
-    ps, qs = [], []
-    for delta in DELTAS:
-        for seed in SEEDS:
-            rng = np.random.default_rng(seed)
-            p = rng.dirichlet(np.ones(N_OUTCOMES))
-            q = p * (1.0 + delta * rng.standard_normal(N_OUTCOMES))
-            ps.append(p)
-            qs.append(q / q.sum())
-    return np.array(ps), np.array(qs)
+    """Rows of p and q (shape (len(DELTAS) * len(SEEDS), N_OUTCOMES)): the course's own stress set."""
+    p, q, _ = discrete_stress_set(DELTAS, N_OUTCOMES, SEEDS)
+    return p, q
 
 
 def mp_kl(p, q):

@@ -336,8 +336,8 @@ def discrete_stress_set(deltas=DISCRETE_DELTAS, n_outcomes=100, seeds=range(8)):
 
     For every ``delta`` and every seed: ``p ~ Dirichlet(1)`` on ``n_outcomes`` outcomes,
     ``z`` standard normal, ``q`` divided by its (floating-point) sum.  ``delta = 0`` gives
-    ``q = p / sum(p)``, which differs from ``p`` only by rounding.  Same construction as
-    ``benchmarks/discrete.py``.
+    ``q = p / sum(p)``, which differs from ``p`` only by rounding.  ``benchmarks/discrete.py`` uses
+    this set too.
 
     Returns
     -------
