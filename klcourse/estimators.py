@@ -23,9 +23,27 @@ k3     ``(r - 1) - log_r``         yes        low variance, every value >= 0
 the two distributions are nearly equal (where ``exp(log_r) - 1 - log_r`` would return
 rounding noise).
 
+Gradients.  The *value* of each estimator is about ``D(Q || P)``, but its *gradient* need not be
+the gradient of ``D(Q || P)``.  Let ``Q = Q_theta`` depend on parameters, draw ``x ~ Q_theta``,
+and differentiate the per-sample value with the draws held fixed (what autograd does when
+``log_q`` is computed from sampled tokens).  Then, in expectation,
+
+=====  ==================================================================
+k1     ``E[grad k1] = 0``                         (the score has mean zero)
+k2     ``E[grad k2] = grad D(Q_theta || P)``      (the reverse KL: correct, on-policy)
+k3     ``E[grad k3] = grad D(P || Q_theta)``      (the *other* direction)
+=====  ==================================================================
+
+so "k3 in the loss" (as in GRPO-style training) optimises ``D(P || Q)``, not the ``D(Q || P)`` it
+reports.  :func:`mc_kl` therefore refuses to return a differentiable value unless told what
+gradient is wanted (``grad=``); see its docstring.  The chapter verifies every line of this table
+by exact enumeration.
+
 References
 ----------
 Schulman, J. (2020). Approximating KL divergence. http://joschu.net/blog/kl-approx.html
+Shao, Z. et al. (2024). DeepSeekMath (GRPO puts k3 with ``r = pi_ref / pi_theta`` in the loss).
+arXiv:2402.03300.
 Cover, T. M. & Thomas, J. A. (2006). *Elements of Information Theory*, 2nd ed., Wiley, ch. 2.
 """
 
@@ -40,6 +58,7 @@ from klcourse.gaussians import expm1mx
 __all__ = ["mc_kl"]
 
 ESTIMATORS = ("k1", "k2", "k3")
+GRAD_MODES = ("detach", "pathwise", "reverse")
 
 
 def _is_torch(x) -> bool:
@@ -63,7 +82,21 @@ def _check_values(bad_nan: bool, bad_q: bool, bad_p: bool) -> None:
         raise ValueError("log_p contains +inf; log-densities must be < inf")
 
 
-def _mc_kl_torch(log_q, log_p, estimator: str):
+def _check_grad_mode(grad) -> None:
+    if grad is not None and (not isinstance(grad, str) or grad not in GRAD_MODES):
+        raise ValueError(f"unknown grad={grad!r}; use one of {', '.join(map(repr, GRAD_MODES))} (or None)")
+
+
+_GRAD_HELP = (
+    "{names} require(s) grad, so the result of mc_kl would be differentiable, and the gradient of an "
+    "estimator is not the gradient of the KL it estimates: with the draws x ~ Q held fixed, the expected "
+    "gradient through log_q is 0 for k1, grad D(Q||P) for k2 and grad D(P||Q) (the other direction) for "
+    "k3. Say what you want with grad=: 'detach' (a value to log or to stop on), 'reverse' (an unbiased "
+    "gradient of D(Q||P), draws from the current Q) or 'pathwise' (differentiate the estimator as written)."
+)
+
+
+def _mc_kl_torch(log_q, log_p, estimator: str, grad=None):
     import torch
 
     ref = log_q if _is_torch(log_q) else log_p
@@ -79,10 +112,23 @@ def _mc_kl_torch(log_q, log_p, estimator: str):
         bool(torch.isinf(lq).any()),
         bool(torch.isposinf(lp).any()),
     )
-    return _per_sample(lp - lq, estimator, torch).mean()
+    needs = [name for name, t in (("log_q", lq), ("log_p", lp)) if t.requires_grad]
+    if grad is None and needs and torch.is_grad_enabled():
+        raise ValueError(_GRAD_HELP.format(names=" and ".join(needs)))
+    if grad == "detach":
+        lq, lp = lq.detach(), lp.detach()
+    value = _per_sample(lp - lq, estimator, torch).mean()
+    if grad != "reverse":
+        return value
+    # score-function surrogate: its value is 0, its gradient mean((log q - log p) grad log q - grad log p),
+    # an unbiased estimate of grad D(Q || P) when the draws come from the current Q
+    finite = torch.isfinite(lp)  # log p = -inf makes D = inf: those draws get no gradient (no inf - inf)
+    k1 = torch.where(finite, (lq - lp).detach(), torch.zeros_like(lq))
+    surrogate = (k1 * lq - torch.where(finite, lp, torch.zeros_like(lp))).mean()
+    return value.detach() + (surrogate - surrogate.detach())
 
 
-def mc_kl(log_q, log_p, *, estimator="k3"):
+def mc_kl(log_q, log_p, *, estimator="k3", grad=None):
     r"""Monte Carlo estimate of :math:`D(Q \| P)` from samples :math:`x_i \sim Q`.
 
     .. math::
@@ -104,24 +150,43 @@ def mc_kl(log_q, log_p, *, estimator="k3"):
         ``k1 = mean(-log_r)``, ``k2 = mean(log_r**2 / 2)``,
         ``k3 = mean(expm1(log_r) - log_r)`` with ``log_r = log_p - log_q``
         (default ``"k3"``: unbiased, low variance, never negative).
+    grad : {None, "detach", "pathwise", "reverse"}, optional
+        What the gradient of the result is, for torch input (ignored for numpy input).  With
+        ``None`` (default) a ``ValueError`` is raised if an input requires grad, because the
+        gradient of an estimator is not the gradient of the divergence (Notes):
+
+        * ``"detach"``: no gradient; the value for logging or early stopping.
+        * ``"pathwise"``: autograd through the per-sample values with the draws held fixed.
+        * ``"reverse"``: the value of ``estimator``, with the gradient
+          ``mean((log_q - log_p) * grad log_q - grad log_p)``, an unbiased estimate of
+          :math:`\nabla D(Q \| P)` when the draws come from the current Q (score-function form).
 
     Returns
     -------
     float or torch.Tensor
         The sample mean over all entries.  If either input is a ``torch.Tensor`` the result
-        is a 0-d tensor (differentiable, on the same device), otherwise a Python float.
+        is a 0-d tensor on the same device (differentiable as ``grad`` says), otherwise a Python float.
 
     Raises
     ------
     ValueError
-        Unknown estimator, shape mismatch, no samples, NaN, ``log_q`` not finite,
-        ``log_p = +inf``.
+        Unknown estimator or ``grad``, shape mismatch, no samples, NaN, ``log_q`` not finite,
+        ``log_p = +inf``; an input that requires grad while ``grad`` is None.
 
     Notes
     -----
-    ``k1`` and ``k3`` are unbiased; ``k2`` is biased (its mean is an f-divergence that
-    agrees with KL to second order when Q is close to P).  Individual ``k1`` values are
-    negative whenever ``p(x) > q(x)``, so its average can be negative for small samples.
+    ``k1`` and ``k3`` are unbiased; ``k2`` is biased (its mean agrees with KL to second order
+    when Q is close to P).  Individual ``k1`` values are negative whenever ``p(x) > q(x)``, so
+    its average can be negative for small samples.
+
+    Gradients.  Let ``log_q = log q_theta(x_i)`` with draws ``x_i ~ Q_theta`` held fixed.  With
+    ``grad="pathwise"`` the expected gradient in ``theta`` is ``0`` for ``k1``,
+    :math:`\nabla D(Q_\theta \| P)` for ``k2`` (draws from the current Q only) and
+    :math:`\nabla D(P \| Q_\theta)` for ``k3`` -- the forward, not the reverse, divergence (with
+    :math:`r = p/q`: :math:`\nabla k_3 = (1 - r)\nabla \log q` and :math:`\mathbb E_Q[(1-r)\nabla\log q]
+    = -\sum_x p\,\nabla \log q = \nabla H(P, Q_\theta)`).  For parameters of P only (the draws do
+    not depend on them) ``k1`` and ``k3`` give unbiased gradients of :math:`D(Q \| P)`, ``k2`` does not.
+    ``grad="reverse"`` is unbiased for both.
 
     References
     ----------
@@ -129,8 +194,9 @@ def mc_kl(log_q, log_p, *, estimator="k3"):
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; use one of {', '.join(map(repr, ESTIMATORS))}")
+    _check_grad_mode(grad)
     if _is_torch(log_q) or _is_torch(log_p):
-        return _mc_kl_torch(log_q, log_p, estimator)
+        return _mc_kl_torch(log_q, log_p, estimator, grad)
     lq, lp = (_as_float(x, name) for x, name in ((log_q, "log_q"), (log_p, "log_p")))
     if lq.shape != lp.shape:
         raise ValueError(f"shape mismatch: log_q has shape {lq.shape}, log_p has shape {lp.shape}")
@@ -306,6 +372,38 @@ def gaussian_estimator_study(mu_q, sigma_q, mu_p, sigma_p, *, n_samples: int = 1
     exact = kl_normal(mu_q, sigma_q, mu_p, sigma_p)  # also validates the parameters
     x = np.random.default_rng(seed).normal(mu_q, sigma_q, size=(n_reps, n_samples))
     return estimator_study(_normal_logpdf(x, mu_q, sigma_q), _normal_logpdf(x, mu_p, sigma_p), exact)
+
+
+def gaussian_shift_variances(delta) -> dict:
+    r"""Exact variances of one k1, k2 and k3 value for :math:`Q = N(0, 1)`, :math:`P = N(\delta, 1)`.
+
+    Under Q, :math:`\log r = \delta x - \delta^2/2 \sim N(-\delta^2/2, \delta^2)` and :math:`r` is
+    log-normal with mean 1, so (Stein's lemma gives :math:`\mathrm{Cov}(r, \log r) = \delta^2`)
+
+    .. math::
+        \mathrm{Var}\,k_1 = \delta^2, \qquad
+        \mathrm{Var}\,k_2 = \frac{\delta^4}{2} + \frac{\delta^6}{4}, \qquad
+        \mathrm{Var}\,k_3 = \mathrm{Var}\,r + \mathrm{Var}\log r - 2\,\mathrm{Cov}(r, \log r)
+        = e^{\delta^2} - 1 - \delta^2 .
+
+    The ratio ``var["k1"] / var["k3"]`` is how many times as many samples k1 needs for the precision
+    of k3.  ``k3`` is computed as ``expm1(d) - d`` with a series for small ``d = delta**2``.
+
+    Parameters
+    ----------
+    delta : float
+        The mean shift (any real number).
+
+    Returns
+    -------
+    dict
+        ``{"k1": float, "k2": float, "k3": float}`` in nats².
+    """
+    d = float(delta)
+    if not np.isfinite(d):
+        raise ValueError(f"delta must be a finite number, got {delta!r}")
+    d2 = d * d
+    return {"k1": d2, "k2": d2**2 / 2 + d2**3 / 4, "k3": float(expm1mx(d2))}
 
 
 def _normal_logpdf(x, mu, sigma):
@@ -566,6 +664,7 @@ __all__ += [
     "estimator_study",
     "first_exceedance",
     "gaussian_estimator_study",
+    "gaussian_shift_variances",
     "kl_estimates",
     "kl_estimates_along",
     "kl_regularised_gradient",

@@ -117,7 +117,7 @@ def test_torch_input_returns_a_differentiable_tensor():
     log_q, log_p = log_densities(PAIRS["scale"], 50, rng)
     for estimator in ("k1", "k2", "k3"):
         lp = torch.tensor(log_p, requires_grad=True)
-        value = mc_kl(torch.tensor(log_q), lp, estimator=estimator)
+        value = mc_kl(torch.tensor(log_q), lp, estimator=estimator, grad="pathwise")
         assert torch.is_tensor(value) and value.dim() == 0
         assert value.item() == pytest.approx(mc_kl(log_q, log_p, estimator=estimator), rel=1e-14)
         (grad,) = torch.autograd.grad(value, lp)
@@ -125,7 +125,8 @@ def test_torch_input_returns_a_differentiable_tensor():
         expected = {"k1": -np.ones_like(log_r), "k2": log_r, "k3": np.expm1(log_r)}[estimator] / len(log_r)
         np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12, atol=1e-15)
     lq = torch.tensor(log_q[:6], requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: mc_kl(a, b), (lq, torch.tensor(log_p[:6], requires_grad=True)))
+    assert torch.autograd.gradcheck(lambda a, b: mc_kl(a, b, grad="pathwise"),
+                                    (lq, torch.tensor(log_p[:6], requires_grad=True)))
     mixed = mc_kl(torch.tensor(log_q), log_p)  # numpy partner is converted
     assert torch.is_tensor(mixed)
     assert type(mc_kl(log_q, log_p)) is float
@@ -151,3 +152,143 @@ def test_bad_input(wrap):
 def test_non_numeric_input():
     with pytest.raises(ValueError, match="numeric"):
         mc_kl(["a"], [1.0])
+
+
+# --------------------------------------------------------------------------- gradients (exact enumeration)
+REF = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)  # pi_ref, the fixed P
+THETA = torch.tensor([0.9, -0.4, 0.3, -1.1], dtype=torch.float64)  # logits of pi_theta = Q
+
+
+def expected_gradient(estimator, grad, theta=THETA, ref_logits=None, n=1):
+    """E over n i.i.d. draws x ~ pi_theta (enumerated exactly) of the autograd gradient of mc_kl with the draws held
+    fixed; gradients in theta (and in the reference logits if given)."""
+    theta = theta.clone().requires_grad_(True)
+    ref_param = None if ref_logits is None else ref_logits.clone().requires_grad_(True)
+    log_pi = torch.log_softmax(theta, 0)
+    log_ref = REF.log() if ref_param is None else torch.log_softmax(ref_param, 0)
+    weights = log_pi.detach().exp()
+    total = 0.0
+    for batch in np.ndindex(*(len(REF),) * n):
+        idx = torch.tensor(batch)
+        total = total + weights[idx].prod() * mc_kl(log_pi[idx], log_ref[idx], estimator=estimator, grad=grad)
+    wrt = (theta,) if ref_param is None else (theta, ref_param)
+    return torch.autograd.grad(total, wrt)
+
+
+def exact_gradients(theta=THETA, ref_logits=None):
+    """Autograd of the exact D(pi_theta || ref) and D(ref || pi_theta), by summation over the four outcomes."""
+    theta = theta.clone().requires_grad_(True)
+    ref_param = None if ref_logits is None else ref_logits.clone().requires_grad_(True)
+    log_pi = torch.log_softmax(theta, 0)
+    log_ref = REF.log() if ref_param is None else torch.log_softmax(ref_param, 0)
+    reverse = (log_pi.exp() * (log_pi - log_ref)).sum()
+    forward = (log_ref.exp() * (log_ref - log_pi)).sum()
+    wrt = (theta,) if ref_param is None else (theta, ref_param)
+    return torch.autograd.grad(reverse, wrt, retain_graph=True), torch.autograd.grad(forward, wrt)
+
+
+def test_enumeration_toy_is_not_degenerate():
+    (rev,), (fwd,) = exact_gradients()
+    assert rev.norm() > 0.1 and fwd.norm() > 0.1 and (rev - fwd).norm() > 0.1  # the two directions differ
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_pathwise_k1_gradient_has_mean_zero(n):
+    (g,) = expected_gradient("k1", "pathwise", n=n)
+    torch.testing.assert_close(g, torch.zeros_like(g), atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_pathwise_k2_gradient_is_the_reverse_kl_gradient_on_policy(n):
+    (g,) = expected_gradient("k2", "pathwise", n=n)
+    (rev,), _ = exact_gradients()
+    torch.testing.assert_close(g, rev, atol=1e-13, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_pathwise_k3_gradient_is_the_forward_kl_gradient(n):
+    """The "k3 in the loss" pitfall: the expected gradient is that of D(P || Q), not of D(Q || P)."""
+    (g,) = expected_gradient("k3", "pathwise", n=n)
+    (rev,), (fwd,) = exact_gradients()
+    torch.testing.assert_close(g, fwd, atol=1e-13, rtol=1e-12)
+    assert (g - rev).norm() > 0.1
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_reverse_mode_gradient_is_unbiased_for_the_reverse_kl(estimator, n):
+    ref_logits = REF.log() + 0.25  # a parametrised reference: gradients in both sets of logits
+    g_theta, g_ref = expected_gradient(estimator, "reverse", ref_logits=ref_logits, n=n)
+    (rev_theta, rev_ref), _ = exact_gradients(ref_logits=ref_logits)
+    torch.testing.assert_close(g_theta, rev_theta, atol=1e-13, rtol=1e-12)
+    torch.testing.assert_close(g_ref, rev_ref, atol=1e-13, rtol=1e-12)
+
+
+def test_pathwise_gradient_in_the_reference_parameters():
+    """The draws do not depend on P: k1 and k3 give the right gradient there, k2 does not."""
+    ref_logits = REF.log()
+    (rev_theta, rev_ref), _ = exact_gradients(ref_logits=ref_logits)
+    for estimator in ("k1", "k3"):
+        _, g_ref = expected_gradient(estimator, "pathwise", ref_logits=ref_logits)
+        torch.testing.assert_close(g_ref, rev_ref, atol=1e-13, rtol=1e-12)
+    _, g_ref = expected_gradient("k2", "pathwise", ref_logits=ref_logits)
+    assert (g_ref - rev_ref).norm() > 0.01
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_reverse_and_detach_keep_the_value(estimator):
+    log_q = torch.log_softmax(THETA, 0).requires_grad_(True)
+    log_p = REF.log()
+    plain = mc_kl(log_q.detach(), log_p, estimator=estimator)
+    for grad in ("reverse", "detach", "pathwise"):
+        value = mc_kl(log_q, log_p, estimator=estimator, grad=grad)
+        assert value.item() == pytest.approx(plain.item(), rel=1e-15)
+        assert value.requires_grad == (grad != "detach")
+    with_inf = mc_kl(log_q, torch.tensor([-math.inf, -1.0, -1.0, -1.0], dtype=torch.float64), grad="reverse")
+    assert with_inf.item() == math.inf
+
+
+def test_a_differentiable_input_needs_an_explicit_grad_mode():
+    log_q = torch.log_softmax(THETA, 0).requires_grad_(True)
+    for args in ((log_q, REF.log()), (REF.log(), log_q)):
+        with pytest.raises(ValueError, match="grad="):
+            mc_kl(*args)
+        with torch.no_grad():  # no gradient can flow: nothing to choose
+            assert mc_kl(*args).requires_grad is False
+    assert mc_kl(log_q.detach(), REF.log()).requires_grad is False
+    for bad in ("k3", "forward", True, 1):
+        with pytest.raises(ValueError, match="unknown grad"):
+            mc_kl(log_q, REF.log(), grad=bad)
+    with pytest.raises(ValueError, match="unknown grad"):
+        mc_kl([-1.0], [-2.0], grad="yes")
+    assert type(mc_kl([-1.0], [-2.0], grad="detach")) is float  # numpy input: a float, as always
+
+
+# --------------------------------------------------------------------------- variances for the shifted Gaussian
+@pytest.mark.parametrize("delta", [0.1, 0.5, 1.0])
+def test_single_sample_variances_against_mpmath_quadrature(delta):
+    from klcourse.estimators import gaussian_shift_variances
+
+    mpmath.mp.dps = 30
+    d = mpmath.mpf(delta)
+    phi = lambda x: mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731  density of Q = N(0, 1)
+    log_r = lambda x: d * x - d * d / 2  # noqa: E731  log p(x) - log q(x) for P = N(delta, 1)
+    values = {"k1": lambda x: -log_r(x), "k2": lambda x: log_r(x) ** 2 / 2,
+              "k3": lambda x: mpmath.expm1(log_r(x)) - log_r(x)}
+    got = gaussian_shift_variances(delta)
+    for name, k in values.items():
+        m1 = mpmath.quad(lambda x, k=k: phi(x) * k(x), [-mpmath.inf, 0, mpmath.inf])
+        m2 = mpmath.quad(lambda x, k=k: phi(x) * k(x) ** 2, [-mpmath.inf, 0, mpmath.inf])
+        assert got[name] == pytest.approx(float(m2 - m1**2), rel=1e-10), name
+    mpmath.mp.dps = 15
+
+
+def test_k1_needs_about_199_times_as_many_samples_for_the_close_pair():
+    from klcourse.estimators import gaussian_shift_variances
+
+    v = gaussian_shift_variances(0.1)
+    d2 = 0.01
+    assert v["k1"] / v["k3"] == pytest.approx(d2 / (math.exp(d2) - 1 - d2), rel=1e-9)
+    assert round(v["k1"] / v["k3"]) == 199  # not 208, the single-seed measurement the chapter once quoted
+    with pytest.raises(ValueError):
+        gaussian_shift_variances(math.nan)
