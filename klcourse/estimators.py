@@ -88,7 +88,7 @@ def _check_grad_mode(grad) -> None:
 
 
 _GRAD_HELP = (
-    "{names} require(s) grad, so the result of mc_kl would be differentiable, and the gradient of an "
+    "{names} grad, so the result of mc_kl would be differentiable, and the gradient of an "
     "estimator is not the gradient of the KL it estimates: with the draws x ~ Q held fixed, the expected "
     "gradient through log_q is 0 for k1, grad D(Q||P) for k2 and grad D(P||Q) (the other direction) for "
     "k3. Say what you want with grad=: 'detach' (a value to log or to stop on), 'reverse' (an unbiased "
@@ -114,7 +114,8 @@ def _mc_kl_torch(log_q, log_p, estimator: str, grad=None):
     )
     needs = [name for name, t in (("log_q", lq), ("log_p", lp)) if t.requires_grad]
     if grad is None and needs and torch.is_grad_enabled():
-        raise ValueError(_GRAD_HELP.format(names=" and ".join(needs)))
+        raise ValueError(_GRAD_HELP.format(names="log_q and log_p require" if len(needs) == 2
+                                           else f"{needs[0]} requires"))
     if grad == "detach":
         lq, lp = lq.detach(), lp.detach()
     value = _per_sample(lp - lq, estimator, torch).mean()
