@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 # Notebooks do small linear algebra: one BLAS thread each is faster than two fighting over two cores.
+NPM_PACKAGES := katex@0.16.22 axe-core@4.14.1
 NB_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 .PHONY: help venv book book-student test test-unit test-notebooks test-build test-site lab lint bench chromium clean
@@ -26,6 +27,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@# kernel's first glue(), paid by each notebook in each run. Nothing here validates URI formats.
 	$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (klcourse)" >/dev/null
+	@# KaTeX's CSS and fonts for the maths rendered at build time (the version sphinxcontrib-katex renders with)
+	@# and axe-core for the accessibility test: from the npm registry into the venv, never from a CDN at run time.
+	npm install --silent --no-audit --no-fund --no-save --prefix $(VENV)/npm $(NPM_PACKAGES)
 	@touch $(STAMP)
 
 venv: $(STAMP)

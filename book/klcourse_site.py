@@ -11,20 +11,30 @@ copy throws "Identifier 'THEBE_JS_URL' has already been declared" in the console
 repeated copies are dropped before each page is rendered.
 
 2. The search page shows an excerpt of each hit, cut from the page's text, so formulas appear as raw TeX
-(``\\(D_{\\mathrm{KL}}(P\\,\\|\\,Q)\\)``). On the search page MathJax (the offline copy) is loaded too, and each
-excerpt is typeset as it arrives, after dropping a formula that the excerpt's ends cut in half.
+(``\\(D_{\\mathrm{KL}}(P\\,\\|\\,Q)\\)``). On the search page KaTeX (the copy in ``_static/katex``) is loaded, each
+formula of a page is read back as its TeX source, and each excerpt is typeset as it arrives, after dropping a
+formula that the excerpt's ends cut in half.
 
 3. The site's root ``index.html`` (the book's first page is ``book/intro``) is written by sphinx-external-toc
 as a bare ``<meta http-equiv="Refresh">`` line: without a ``<link rel="icon">`` the browser asks for
 ``/favicon.ico`` and gets a 404. It is written here first, as a small page with the favicon, a title and a
 plain link for browsers that do not follow the refresh.
+
+4. Maths is rendered at build time by sphinxcontrib-katex (``katex_prerender``): pages need no maths script,
+show typeset formulas on first paint and do not shift when fonts arrive. KaTeX's CSS and fonts are copied
+from the npm package into ``_static/katex``, and a small style sheet stops the theme from clipping formulas.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
+import sys
 from pathlib import Path
+
+from sphinx.errors import ExtensionError
 
 SEARCH_EXCERPT_JS = r"""(() => {
   const pairs = [[/\\\[/g, /\\\]/g], [/\\begin\{[a-z]+\*?\}/g, /\\end\{[a-z]+\*?\}/g], [/\\\(/g, /\\\)/g]];
@@ -59,15 +69,29 @@ SEARCH_EXCERPT_JS = r"""(() => {
       }
     }
   };
+  // Pages carry maths pre-rendered by KaTeX: for an excerpt, each formula is read back as its TeX source
+  // (KaTeX keeps it in an <annotation>) between \( \), so that the excerpt can be typeset again.
+  const KATEX_OPTIONS = {delimiters: [{left: "\\(", right: "\\)", display: false},
+                                      {left: "\\[", right: "\\]", display: false}], throwOnError: false};
   document.addEventListener("DOMContentLoaded", () => {
     const results = document.getElementById("search-results");
-    if (!results || !window.MathJax) return;
+    if (!results || !window.renderMathInElement || typeof Search === "undefined") return;
+    // (this listener runs before searchtools' own, which was registered later, so the search uses the patch)
+    const htmlToText = Search.htmlToText;
+    Search.htmlToText = (htmlString, anchor) => {
+      const doc = new DOMParser().parseFromString(htmlString, "text/html");
+      doc.querySelectorAll(".katex").forEach((el) => {
+        const tex = el.querySelector('annotation[encoding="application/x-tex"]');
+        el.replaceWith(doc.createTextNode(tex ? `\\(${tex.textContent}\\)` : ""));
+      });
+      return htmlToText(doc.documentElement.outerHTML, anchor);
+    };
     new MutationObserver((mutations) => {
       for (const mutation of mutations) {
         for (const node of mutation.addedNodes) {
           if (node.nodeType !== Node.ELEMENT_NODE || !node.matches("p.context")) continue;
           dropCutFormulas(node);
-          MathJax.startup.promise = MathJax.startup.promise.then(() => MathJax.typesetPromise([node]));
+          renderMathInElement(node, KATEX_OPTIONS);
         }
       }
     }).observe(results, {childList: true, subtree: true});
@@ -97,14 +121,71 @@ def drop_repeated_scripts(app, pagename, templatename, context, doctree):
 
 
 def typeset_search_excerpts(app, pagename, templatename, context, doctree):
-    """On the search page, load MathJax as the pages with formulas do, plus the script that typesets excerpts."""
-    builder = app.builder
-    if pagename != "search" or getattr(builder, "math_renderer_name", None) != "mathjax":
+    """On the search page, load KaTeX (the other pages need none: their maths is rendered at build time) and
+    the script that typesets the excerpts."""
+    if pagename != "search" or app.builder.name != "html":
         return
-    if app.config.mathjax3_config:
-        builder.add_js_file("", body=f"window.MathJax = {json.dumps(app.config.mathjax3_config)}")
-    builder.add_js_file(app.config.mathjax_path, defer="defer")
-    builder.add_js_file("", body=SEARCH_EXCERPT_JS)
+    app.builder.add_js_file("katex/katex.min.js", defer="defer")
+    app.builder.add_js_file("katex/auto-render.min.js", defer="defer")
+    app.builder.add_js_file("", body=SEARCH_EXCERPT_JS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Maths rendered at build time (sphinxcontrib-katex with katex_prerender) needs KaTeX's style sheet and fonts on
+# the site. They come from the npm package ``katex`` that ``make venv`` installs into ``.venv/npm`` (never a CDN);
+# its version must be the one sphinxcontrib-katex renders with, or the HTML and the CSS disagree.
+
+KATEX_FILES = ("katex.min.css", "katex.min.js", "contrib/auto-render.min.js")
+
+
+def katex_dist() -> Path:
+    """The ``dist`` folder of the npm package ``katex`` ($KLCOURSE_KATEX_DIST, else <venv>/npm/node_modules)."""
+    env = os.environ.get("KLCOURSE_KATEX_DIST")
+    dist = Path(env) if env else Path(sys.prefix) / "npm" / "node_modules" / "katex" / "dist"
+    if not (dist / "katex.min.css").is_file():
+        raise ExtensionError(f"KaTeX's style sheet and fonts are missing ({dist}): `make venv` installs them "
+                             "(npm install --prefix .venv/npm katex)")
+    return dist
+
+
+def check_katex_version(app):
+    if "sphinxcontrib.katex" not in app.extensions:
+        return
+    from sphinxcontrib import katex as sphinx_katex
+
+    package = json.loads((katex_dist().parent / "package.json").read_text(encoding="utf-8"))
+    if package["version"] != sphinx_katex.katex_version:
+        raise ExtensionError(f"npm katex {package['version']} != the KaTeX {sphinx_katex.katex_version} that "
+                             "sphinxcontrib-katex renders with: pin the same version in the Makefile")
+
+
+def copy_katex_assets(app, exception):
+    """KaTeX's CSS, woff2 fonts (what every current browser loads) and, for the search page, its scripts."""
+    if exception is not None or "sphinxcontrib.katex" not in app.extensions or app.builder.format != "html":
+        return
+    dist, dest = katex_dist(), Path(app.outdir, "_static", "katex")
+    (dest / "fonts").mkdir(parents=True, exist_ok=True)
+    for name in KATEX_FILES:
+        shutil.copyfile(dist / name, dest / Path(name).name)
+    for font in (dist / "fonts").glob("*.woff2"):
+        shutil.copyfile(font, dest / "fonts" / font.name)
+    Path(app.outdir, "_static", SITE_CSS).write_text(SITE_CSS_TEXT, encoding="utf-8")
+
+
+SITE_CSS = "klcourse-site.css"
+# pydata-sphinx-theme styles ``span.math`` as a flex box with ``overflow: hidden``, made for MathJax: a long
+# inline formula is then cut off with no way to scroll. KaTeX's inline output breaks lines after relations and
+# operators like text, so inline maths is plain inline content again. A display equation wider than the column
+# scrolls inside its own box, never the page, and its number sits beside it, not on top of it.
+SITE_CSS_TEXT = """span.math { display: inline; max-width: none; overflow: visible; }
+div.math { display: flex; flex-direction: row-reverse; align-items: center; gap: .5em; position: static;
+           padding-right: 0; max-width: 100%; overflow: visible; }
+div.math > .katex-display { flex: 1 1 auto; min-width: 0; margin: .6em 0; overflow-x: auto; overflow-y: hidden;
+                            padding: .15em 0; }
+div.math > .katex-display > .katex > .katex-html { overflow: visible; }
+div.math > .eqno { position: static; flex: 0 0 auto; height: auto; padding: 0; white-space: nowrap; }
+div.math > .eqno:before { content: none; }
+"""
 
 
 REDIRECT_PAGE = """<!DOCTYPE html>
@@ -140,6 +221,9 @@ def on_page(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    app.connect("builder-inited", check_katex_version)
+    app.add_css_file(SITE_CSS, priority=900)  # after the theme's and KaTeX's style sheets
     app.connect("html-page-context", on_page)
+    app.connect("build-finished", copy_katex_assets)
     app.connect("build-finished", write_root_redirect, priority=400)  # before sphinx-external-toc (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
