@@ -2,9 +2,12 @@
 
 The student is trained to match the teacher's *softened* distribution
 ``p_t = softmax(teacher / T)`` with its own ``p_s = softmax(student / T)`` by minimising the
-forward divergence ``D(p_t || p_s)`` (expectation under the teacher), multiplied by ``T**2``
-so that its gradients keep the same scale as ``T`` changes (the gradient of the soft loss
-w.r.t. a logit is ``(p_s - p_t) / T``, and it shrinks like ``1/T**2`` for large ``T``).
+forward divergence ``D(p_t || p_s)`` (expectation under the teacher), multiplied by ``T**2``.
+The gradient of the divergence w.r.t. a student logit is ``(p_s - p_t) / T``; once ``T`` is large
+compared with the spread of the logits it shrinks like ``1/T**2``, and the factor ``T**2`` makes
+the gradient tend to a ``T``-independent limit (logit matching).  At moderate ``T`` (soft targets
+still far from uniform) the scaled gradient still changes with ``T``: ``T**2`` removes the factor
+``1/T**2``, not the change of the targets themselves.
 
 torch is imported lazily, inside the function: ``import klcourse`` never loads it.
 

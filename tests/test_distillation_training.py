@@ -269,3 +269,26 @@ def test_new_helpers_do_not_import_torch_with_klcourse():
     code = "import sys, klcourse, klcourse.distillation; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_t_squared_does_not_make_the_balance_t_independent_at_moderate_temperature():
+    """T² cancels exactly the 1/T² of the divergence's gradient; the rest still depends on T until T ≫ logit spread."""
+    gen = torch.Generator().manual_seed(3)
+    s = torch.randn(16, 10, generator=gen, dtype=torch.float64)
+    t = 10 * torch.randn(16, 10, generator=gen, dtype=torch.float64)  # a confident teacher: logits span ~30
+
+    def grad_norm(T, scaled=True):
+        x = s.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(distillation_loss(x, t, T=T) / (1.0 if scaled else T**2), x)
+        return g.norm().item()
+
+    with_t2 = grad_norm(8.0) / grad_norm(2.0)
+    without = grad_norm(2.0, scaled=False) / grad_norm(8.0, scaled=False)
+    assert with_t2 * without == pytest.approx(16.0, rel=1e-12)
+    assert with_t2 > 1.5  # the soft gradient still grows between T = 2 and T = 8
+    gap = (s - t) - (s - t).mean(dim=1, keepdim=True)
+    limit = gap.norm().item() / (s.shape[0] * s.shape[1])
+    assert grad_norm(1e4) / limit == pytest.approx(1.0, abs=1e-3)  # T-independent only for T ≫ logit spread
+    x = s.clone().requires_grad_(True)
+    (g8,) = torch.autograd.grad(distillation_loss(x, t, T=8.0), x)
+    assert (g8 - gap / (s.shape[0] * s.shape[1])).norm() > 0.3 * limit  # at T = 8 not yet logit matching
