@@ -30,6 +30,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -172,6 +173,29 @@ def copy_katex_assets(app, exception):
     Path(app.outdir, "_static", SITE_CSS).write_text(SITE_CSS_TEXT, encoding="utf-8")
 
 
+# Scripts a page does not need. fontawesome.js (1.5 MB, the SVG version of Font Awesome) draws the header
+# icons a second time: the theme's style sheet already has Font Awesome's web font, which shows the same icons.
+# The search index and its tools are needed on the search page only (the search button opens a form that goes
+# there).
+UNNEEDED_SCRIPTS = re.compile(
+    r'<script[^>]*\ssrc="[^"]*(?:scripts/fontawesome\.js|searchindex\.js|searchtools\.js|language_data\.js)'
+    r'[^"]*"[^>]*>\s*</script>\n?')
+
+
+def slim_pages(app, exception):
+    """Drop the scripts of UNNEEDED_SCRIPTS from every page (the search page keeps its search scripts)."""
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        if page.name == "search.html" and page.parent == Path(app.outdir):
+            slim = re.sub(r'<script[^>]*\ssrc="[^"]*scripts/fontawesome\.js[^"]*"[^>]*>\s*</script>\n?', "", text)
+        else:
+            slim = UNNEEDED_SCRIPTS.sub("", text)
+        if slim != text:
+            page.write_text(slim, encoding="utf-8")
+
+
 SITE_CSS = "klcourse-site.css"
 # pydata-sphinx-theme styles ``span.math`` as a flex box with ``overflow: hidden``, made for MathJax: a long
 # inline formula is then cut off with no way to scroll. KaTeX's inline output breaks lines after relations and
@@ -225,5 +249,6 @@ def setup(app):
     app.add_css_file(SITE_CSS, priority=900)  # after the theme's and KaTeX's style sheets
     app.connect("html-page-context", on_page)
     app.connect("build-finished", copy_katex_assets)
+    app.connect("build-finished", slim_pages)
     app.connect("build-finished", write_root_redirect, priority=400)  # before sphinx-external-toc (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

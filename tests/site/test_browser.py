@@ -39,7 +39,7 @@ VIEWPORTS = {
 SEARCH_QUERY = "Gibbs"  # chapter 1 defines Gibbs' inequality
 MAX_DPI = 100
 OWN_BUDGET = site_weights.OWN_BUDGET  # bytes of a page's own HTML and images
-SHARED_BUDGET = 4_200_000  # bytes of theme + KaTeX assets on a first visit; guards regressions
+SHARED_BUDGET = 1_500_000  # bytes of theme + KaTeX assets on a first visit (issue 10: a chapter <= 1.5 MB)
 
 
 def toc_docnames(toc_path: Path = BOOK_ROOT / "_toc.yml") -> list[str]:
