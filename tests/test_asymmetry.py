@@ -119,7 +119,7 @@ def test_moment_matching_is_a_stationary_point_of_the_quadrature_forward_kl(mix)
 
 
 def test_moment_matching_equals_maximum_likelihood_on_a_large_sample():
-    """Forward KL to the data distribution = maximum likelihood: the Gaussian MLE of a big sample from P."""
+    """Forward KL D(P_data‖Q), expectation under the data, = maximum likelihood: the MLE of a big sample."""
     rng = np.random.default_rng(0)
     n = 400_000
     component = rng.choice(len(OTHER["weights"]), size=n, p=OTHER["weights"])
@@ -317,3 +317,63 @@ def test_bad_gaussian_parameters_raise_value_error():
         asym.reverse_kl_gaussian(0.0, 0.0, **MIX)
     with pytest.raises(ValueError):
         asym.forward_kl_gaussian(np.nan, 1.0, **MIX)
+
+
+# ------------------------------------------------------------------ curvature: neither objective is convex
+def fd_hessian(f, mu, sigma, h=1e-3):
+    """Central finite differences of f(mu, sigma) in (mu, log sigma)."""
+    t = math.log(sigma)
+
+    def g(a, b):
+        return f(mu + a, math.exp(t + b))
+
+    faa = (g(h, 0) - 2 * g(0, 0) + g(-h, 0)) / h**2
+    fbb = (g(0, h) - 2 * g(0, 0) + g(0, -h)) / h**2
+    fab = (g(h, h) - g(h, -h) - g(-h, h) + g(-h, -h)) / (4 * h * h)
+    return np.array([[faa, fab], [fab, fbb]])
+
+
+@pytest.mark.parametrize(("mu", "sigma"), [(0.6, 3.07), (5.0, 2.0), (-4.0, 1.0), (1.0, 0.5)])
+def test_forward_kl_hessian_matches_finite_differences_of_adaptive_quadrature(mu, sigma):
+    expected = fd_hessian(lambda m, s: quad_forward_kl(m, s, MIX), mu, sigma)
+    np.testing.assert_allclose(asym.forward_kl_hessian(mu, sigma, **MIX), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_forward_kl_is_not_convex_in_mu_log_sigma():
+    """Chapter 4 used to call the forward KL 'a single bowl'; far from the mean its Hessian is indefinite."""
+    mean, variance = asym.mixture_moments(**MIX)
+    far = mean + 1.5 * math.sqrt(variance)
+    assert np.linalg.eigvalsh(fd_hessian(lambda m, s: quad_forward_kl(m, s, MIX), far, 2.0)).min() < 0
+    near = mean + 0.5 * math.sqrt(variance)
+    assert np.linalg.eigvalsh(fd_hessian(lambda m, s: quad_forward_kl(m, s, MIX), near, 2.0)).min() > 0
+    mus = np.linspace(-6, 6, 41)
+    indefinite = np.linalg.eigvalsh(asym.forward_kl_hessian(mus, 2.0, **MIX))[:, 0] < 0
+    np.testing.assert_array_equal(indefinite, np.abs(mus - mean) > math.sqrt(variance))
+
+
+def test_forward_kl_is_convex_in_natural_parameters():
+    """(eta1, eta2) = (mu/sigma^2, -1/(2 sigma^2)): D(P||Q) = A(eta) - eta . E_P[T] + const, A convex."""
+    def f(e1, e2):
+        var = -1 / (2 * e2)
+        return asym.forward_kl_gaussian(e1 * var, math.sqrt(var), **MIX)
+
+    h = 1e-4
+    for e1 in (-2.0, 0.0, 1.0, 3.0):
+        for e2 in (-2.0, -0.5, -0.05):
+            faa = (f(e1 + h, e2) - 2 * f(e1, e2) + f(e1 - h, e2)) / h**2
+            fbb = (f(e1, e2 + h) - 2 * f(e1, e2) + f(e1, e2 - h)) / h**2
+            fab = (f(e1 + h, e2 + h) - f(e1 + h, e2 - h) - f(e1 - h, e2 + h) + f(e1 - h, e2 - h)) / (4 * h * h)
+            assert np.linalg.eigvalsh(np.array([[faa, fab], [fab, fbb]])).min() > -1e-5 * max(faa, fbb)
+
+
+def test_reverse_kl_hessian_matches_finite_differences_and_the_wide_fit_is_a_minimum(example_fits):
+    """Start D ends on a wide Gaussian spanning both modes: a genuine local minimum (issue 9, item 11)."""
+    wide = max(example_fits, key=lambda fit: fit.sigma)
+    assert abs(wide.mu) < 1 and wide.sigma > 2
+    hess = asym.reverse_kl_hessian(wide.mu, wide.sigma, **MIX)
+    np.testing.assert_allclose(hess, fd_hessian(lambda m, s: quad_reverse_kl(m, s, MIX), wide.mu, wide.sigma),
+                               rtol=1e-4, atol=1e-5)
+    low, high = np.linalg.eigvalsh(hess)
+    assert low == pytest.approx(0.139, abs=1e-3) and high == pytest.approx(9.83, abs=1e-2)
+    with pytest.raises(ValueError):
+        asym.reverse_kl_hessian([0.0, 1.0], 1.0, **MIX)
