@@ -182,8 +182,21 @@ UNNEEDED_SCRIPTS = re.compile(
     r'[^"]*"[^>]*>\s*</script>\n?')
 
 
-def slim_pages(app, exception):
-    """Drop the scripts of UNNEEDED_SCRIPTS from every page (the search page keeps its search scripts)."""
+# Accessibility fixes to the theme's HTML (axe-core, WCAG 2.1 A/AA): an accessible name must contain the visible
+# text (label-content-name-mismatch), so the code-cell toggles are named by their "Show code cell source" text
+# and the search field by "Search Ctrl+K" rather than by a different aria-label; sphinxcontrib-bibtex's
+# role="list" holds children that are not list items (aria-required-children) and doc-biblioentry is deprecated.
+ACCESSIBILITY_FIXES = (
+    (re.compile(r'(<summary\b[^>]*?)\s+aria-label="Toggle hidden content"'), r"\1"),
+    (re.compile(r'(<button\b[^>]*\bsearch-button-field\b[^>]*?)\s+aria-label="Search"'), r"\1"),
+    (re.compile(r'<div role="list" class="citation-list">'), '<div class="citation-list">'),
+    (re.compile(r'(<div class="citation"[^>]*?)\s+role="doc-biblioentry"'), r"\1"),
+)
+
+
+def fix_pages(app, exception):
+    """Drop the scripts of UNNEEDED_SCRIPTS from every page (the search page keeps its search scripts) and
+    apply ACCESSIBILITY_FIXES."""
     if exception is not None or app.builder.format != "html":
         return
     for page in Path(app.outdir).rglob("*.html"):
@@ -192,8 +205,28 @@ def slim_pages(app, exception):
             slim = re.sub(r'<script[^>]*\ssrc="[^"]*scripts/fontawesome\.js[^"]*"[^>]*>\s*</script>\n?', "", text)
         else:
             slim = UNNEEDED_SCRIPTS.sub("", text)
+        for pattern, replacement in ACCESSIBILITY_FIXES:
+            slim = pattern.sub(replacement, slim)
         if slim != text:
             page.write_text(slim, encoding="utf-8")
+
+
+# A display equation wider than its box scrolls sideways; a keyboard user can scroll it only if it can take the
+# focus (axe-core: scrollable-region-focusable). Only the equations that overflow at the current width get a
+# tab stop, so a desktop reader does not tab through every equation.
+FOCUSABLE_WIDE_MATH_JS = """(() => {
+  const mark = () => document.querySelectorAll("div.math > .katex-display").forEach((box) => {
+    if (box.scrollWidth > box.clientWidth + 1) {
+      box.setAttribute("tabindex", "0");
+      box.setAttribute("role", "group");
+      box.setAttribute("aria-label", "Equation, scrolls sideways");
+    } else {
+      box.removeAttribute("tabindex");
+    }
+  });
+  document.addEventListener("DOMContentLoaded", mark);
+  window.addEventListener("resize", mark);
+})();"""
 
 
 SITE_CSS = "klcourse-site.css"
@@ -209,6 +242,14 @@ div.math > .katex-display { flex: 1 1 auto; min-width: 0; margin: .6em 0; overfl
 div.math > .katex-display > .katex > .katex-html { overflow: visible; }
 div.math > .eqno { position: static; flex: 0 0 auto; height: auto; padding: 0; white-space: nowrap; }
 div.math > .eqno:before { content: none; }
+div.math > .katex-display:focus-visible { outline: 3px solid var(--pst-color-accent); outline-offset: 2px; }
+/* Links inside exercise, solution, theorem and proof boxes: the theme's link colour on the boxes' tinted
+   backgrounds is 4.29:1, under WCAG AA's 4.5:1; its higher-contrast link colour passes in both modes. */
+.admonition a:not(.headerlink), div.proof a:not(.headerlink) { color: var(--pst-color-link-higher-contrast); }
+/* A visible focus ring on every header and toolbar button (the theme draws none on the icon buttons). */
+.bd-header .btn:focus-visible, .header-article-items .btn:focus-visible, .dropdown-toggle:focus-visible,
+.toggle-button:focus-visible, summary:focus-visible {
+  outline: 3px solid var(--pst-color-accent); outline-offset: 2px; }
 """
 
 
@@ -249,6 +290,7 @@ def setup(app):
     app.add_css_file(SITE_CSS, priority=900)  # after the theme's and KaTeX's style sheets
     app.connect("html-page-context", on_page)
     app.connect("build-finished", copy_katex_assets)
-    app.connect("build-finished", slim_pages)
+    app.connect("build-finished", fix_pages)
+    app.add_js_file(None, body=FOCUSABLE_WIDE_MATH_JS)
     app.connect("build-finished", write_root_redirect, priority=400)  # before sphinx-external-toc (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
