@@ -43,8 +43,12 @@ _EXPM1MX_COEFFS = tuple(1.0 / math.factorial(k) for k in range(2, 19))
 #: asymmetry allowed in a covariance matrix, relative to its largest entry
 SYMMETRY_RTOL = 1e-10
 
-#: kl_mvn recomputes the covariance part from cov1 - cov0 when the Cholesky route finds it below this
+#: with ``method="auto"``, kl_mvn recomputes the covariance part by the eigenvalue route (from
+#: ``cov1 - cov0``) when the Cholesky route finds it below this many nats
 NEAR_KL = 0.01
+
+#: the routes ``kl_mvn(..., method=...)`` accepts
+MVN_METHODS = ("auto", "cholesky", "eig")
 
 
 def expm1mx(u, xp=np):
@@ -325,7 +329,7 @@ def _validated_mvn(mu0, cov0, mu1, cov1) -> tuple[np.ndarray, ...]:
     return mu0, cov0, mu1, cov1
 
 
-def kl_mvn(mu0, cov0, mu1, cov1):
+def kl_mvn(mu0, cov0, mu1, cov1, *, method="auto"):
     r"""KL divergence ``D(N(mu0, cov0) || N(mu1, cov1))`` between multivariate normals.
 
     .. math::
@@ -349,19 +353,27 @@ def kl_mvn(mu0, cov0, mu1, cov1):
     a sum of non-negative terms; the middle one is evaluated like the variance part of
     :func:`kl_normal` (for ``d = 1`` this *is* :func:`kl_normal`).  Hence the result is never
     negative, and it is exactly 0 for identical arguments (identical covariances are
-    detected and their part set to 0: a triangular solve returns ``L^{-1}L = I`` only up to
-    ~1 ulp, which would leave a spurious 1e-30).
+    detected and their part set to 0 by every method: a triangular solve returns
+    ``L^{-1}L = I`` only up to ~1 ulp, which would leave a spurious 1e-30).
 
-    *Nearly equal covariances.*  Each Cholesky factor carries a rounding error of order
-    ``eps * kappa``, so when ``M`` is close to ``I`` the first two terms above lose
-    relative accuracy (1e-4 relative when the covariances differ by 1e-12).  When they come
-    out below ``NEAR_KL = 0.01`` the covariance part is recomputed from the exactly rounded
-    difference :math:`\Delta = \Sigma_1 - \Sigma_0`: with
-    :math:`A = L_1^{-1}\Delta L_1^{-\top}` and its eigenvalues :math:`\alpha_i < 1`
-    (:math:`\Sigma_1^{-1}\Sigma_0` has eigenvalues :math:`1-\alpha_i`) it equals
-    :math:`\tfrac12\sum_i\big(-\alpha_i - \log(1-\alpha_i)\big)`, evaluated without
-    cancellation.  This keeps full relative accuracy (about ``eps * kappa``) however close
-    the two distributions are.
+    *The eigenvalue route* (``method="eig"``).  Each Cholesky factor carries its own
+    rounding error, so when ``M`` is close to ``I`` the first two terms above lose
+    relative accuracy (about 1e-4 relative when well-conditioned covariances differ by
+    1e-12).  The eigenvalue route starts instead from the difference
+    :math:`\Delta = \Sigma_1 - \Sigma_0`, formed from the float64 inputs with one rounding
+    relative to itself: with :math:`A = L_1^{-1}\Delta L_1^{-\top}` and its eigenvalues
+    :math:`\alpha_i < 1` (:math:`\Sigma_1^{-1}\Sigma_0` has eigenvalues :math:`1-\alpha_i`) the
+    covariance part is :math:`\tfrac12\sum_i\big(-\alpha_i - \log(1-\alpha_i)\big)`,
+    evaluated without cancellation.  Its relative error stays near ``eps * kappa(cov1)``
+    however close the two distributions are.  It is the weaker route when ``cov0`` is much
+    *smaller* than ``cov1`` in some direction: an eigenvalue ``1 - alpha_i`` close to 0 keeps
+    only the absolute accuracy of ``alpha_i``.
+
+    *Which route runs* (``method="auto"``, the default): the Cholesky route for every pair,
+    then, for the pairs whose Cholesky covariance part is below ``NEAR_KL`` (0.01 nats), the
+    covariance part is recomputed by the eigenvalue route.  The mean part
+    :math:`\tfrac12\|z\|^2` is computed the same way by every method and plays no role in
+    the switch.
 
     Parameters
     ----------
@@ -372,6 +384,10 @@ def kl_mvn(mu0, cov0, mu1, cov1):
         the upper one must agree within ``SYMMETRY_RTOL * max|cov|``.
     mu1, cov1 : array_like
         Mean and covariance of ``Q``.  Leading (batch) dimensions broadcast.
+    method : {"auto", "cholesky", "eig"}, default "auto"
+        How the covariance part is computed: ``"cholesky"`` always by the sum of squares
+        above, ``"eig"`` always by the eigenvalue route, ``"auto"`` as described above.
+        The two explicit routes are there to compare them (chapter 3); use ``"auto"``.
 
     Returns
     -------
@@ -382,16 +398,17 @@ def kl_mvn(mu0, cov0, mu1, cov1):
     ------
     ValueError
         NaN/inf, non-square or non-symmetric covariance, a covariance that is not positive
-        definite (``"cov1 is not symmetric positive definite"``), or ``mu``/``cov`` shapes
-        that disagree.
+        definite (``"cov1 is not symmetric positive definite"``), ``mu``/``cov`` shapes
+        that disagree, or an unknown ``method``.
 
     Notes
     -----
-    Accuracy is limited by the conditioning of the problem itself, about
-    ``kappa(cov) * eps`` relative (measured against 60-digit mpmath: ~1e-15 at condition
-    number 1e2, ~1e-9 at 1e8, for unrelated and for nearly equal pairs alike).  The
-    textbook ``inv``/``det`` route overflows ``det`` at ``d ~ 1000`` and loses everything
-    for nearly equal pairs; see ``benchmarks/accuracy.py``.
+    With ``method="auto"`` the relative error is about ``kappa(cov1) * eps`` (measured
+    against 60-digit mpmath: ~1e-15 at condition number 1e2, ~1e-9 at 1e8, for unrelated
+    and for nearly equal pairs alike).  ``method="cholesky"`` alone matches that for
+    unrelated pairs but not for nearly equal ones.  The textbook ``inv``/``det`` route
+    overflows ``det`` at ``d ~ 1000`` and loses everything for nearly equal pairs; see
+    ``benchmarks/accuracy.py`` and chapter 3.
 
     Cost: two Cholesky factorisations and a triangular solve with a ``d x d`` right-hand
     side (as fast as a plain scipy Cholesky implementation at ``d = 1000``); nearly equal
@@ -402,6 +419,8 @@ def kl_mvn(mu0, cov0, mu1, cov1):
     Cover & Thomas (2006), ch. 8; Golub & Van Loan (2013), *Matrix Computations*, 4th ed.,
     sec. 4.2 (Cholesky).
     """
+    if not isinstance(method, str) or method not in MVN_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, MVN_METHODS))}, got {method!r}")
     mu0, cov0, mu1, cov1 = _validated_mvn(mu0, cov0, mu1, cov1)
     l1 = _cholesky(cov1, "cov1")
     batch = np.broadcast_shapes(mu0.shape[:-1], mu1.shape[:-1], cov0.shape[:-2], cov1.shape[:-2])
@@ -413,11 +432,14 @@ def kl_mvn(mu0, cov0, mu1, cov1):
     c0, c1, l1s = stack(cov0, (d, d)), stack(cov1, (d, d)), stack(l1, (d, d))
     cov_part = np.zeros(n)  # identical covariances keep an exact 0
     todo = np.flatnonzero(~_identical_pairs(c0, c1))
-    if todo.size == 1:  # one pair: plain 2-D arrays, no copies
-        cov_part[todo] = _far_cov_part(c0[todo[0]], l1s[todo[0]])
-    elif todo.size:
-        cov_part[todo] = _far_cov_part(c0[todo], l1s[todo])
-    near = todo[cov_part[todo] < NEAR_KL]
+    if method != "eig":
+        if todo.size == 1:  # one pair: plain 2-D arrays, no copies
+            cov_part[todo] = _far_cov_part(c0[todo[0]], l1s[todo[0]])
+        elif todo.size:
+            cov_part[todo] = _far_cov_part(c0[todo], l1s[todo])
+    elif todo.size:  # the eigenvalue route alone: the Cholesky route's check that cov0 is SPD
+        _cholesky(c0[todo], "cov0")
+    near = {"auto": todo[cov_part[todo] < NEAR_KL], "cholesky": todo[:0], "eig": todo}[method]
     if near.size:
         cov_part[near] = _near_cov_part(c1[near] - c0[near], l1s[near])
     gap = stack(mu1 - mu0, (d,))

@@ -397,3 +397,85 @@ def test_kl_mvn_bad_input():
         kl_mvn([0, np.nan], eye, [0, 0], eye)
     with pytest.raises(ValueError, match="inf"):
         kl_mvn([0, 0], eye, [0, 0], np.array([[np.inf, 0.0], [0.0, 1.0]]))
+
+
+# ------------------------------------------------------------ kl_mvn's two routes (issue 9, item 2)
+def congruent_pair(rng, d, cond, delta):
+    """cov1 with condition number ``cond`` and cov0 = cov1 + delta L1 E L1^T, ||E||_2 = 1 (SPD for delta < 1)."""
+    c1 = random_spd(rng, d, cond)
+    l1 = np.linalg.cholesky(c1)
+    e = rng.standard_normal((d, d))
+    e = (e + e.T) / 2
+    e /= np.linalg.norm(e, 2)
+    c0 = c1 + delta * l1 @ e @ l1.T
+    return (c0 + c0.T) / 2, c1
+
+
+@pytest.mark.parametrize("method", ["auto", "cholesky", "eig"])
+@pytest.mark.parametrize("cond", [1.0, 1e4, 1e8])
+def test_kl_mvn_every_method_matches_mpmath_on_unrelated_pairs(method, cond):
+    rng = np.random.default_rng(12)
+    for d in (2, 5):
+        c0, c1 = random_spd(rng, d, cond), random_spd(rng, d, cond)
+        m0 = rng.standard_normal(d)
+        m1 = m0 + 0.1 * rng.standard_normal(d)
+        error = relative_error(kl_mvn(m0, c0, m1, c1, method=method), mp_kl_mvn(m0, c0, m1, c1))
+        assert error <= max(4 * d * np.linalg.cond(c1) * EPS, 1e-14)
+
+
+def test_kl_mvn_cholesky_route_alone_loses_digits_on_nearly_equal_covariances():
+    """The chapter's claim: (3.12) alone is not what makes kl_mvn accurate for nearly equal pairs."""
+    rng = np.random.default_rng(13)
+    chol_errors, eig_errors, auto_errors = [], [], []
+    for _ in range(4):
+        c0, c1 = congruent_pair(rng, 6, 10.0, 1e-12)
+        m = np.zeros(6)
+        ref = mp_kl_mvn(m, c0, m, c1)
+        chol_errors.append(relative_error(kl_mvn(m, c0, m, c1, method="cholesky"), ref))
+        eig_errors.append(relative_error(kl_mvn(m, c0, m, c1, method="eig"), ref))
+        auto_errors.append(relative_error(kl_mvn(m, c0, m, c1), ref))
+    assert min(chol_errors) > 1e-7  # measured 1e-5 .. 1e-3
+    assert max(eig_errors) < 1e-14 and max(auto_errors) < 1e-14  # measured ~3e-16
+
+
+def test_kl_mvn_auto_switches_to_the_eigenvalue_route_below_near_kl():
+    from klcourse.gaussians import NEAR_KL
+
+    rng = np.random.default_rng(14)
+    m0, m1 = np.zeros(4), np.full(4, 3.0)  # a large mean part must not affect the switch
+    used = {}
+    for delta in (0.9, 0.5, 0.2, 0.05, 1e-3, 1e-8):
+        c0, c1 = congruent_pair(rng, 4, 100.0, delta)
+        chol, eig, auto = (kl_mvn(m0, c0, m1, c1, method=m) for m in ("cholesky", "eig", "auto"))
+        cov_part = kl_mvn(m0, c0, m0, c1, method="cholesky")  # what auto compares with NEAR_KL
+        if cov_part < NEAR_KL:
+            assert auto == eig
+            used[delta] = "eig"
+        else:
+            assert auto == chol
+            used[delta] = "cholesky"
+    assert set(used.values()) == {"eig", "cholesky"}  # both branches were exercised
+
+
+@pytest.mark.parametrize("method", ["auto", "cholesky", "eig"])
+def test_kl_mvn_every_method_gives_exact_zero_and_batches(method):
+    rng = np.random.default_rng(15)
+    covs = np.stack([random_spd(rng, 3, 10.0) for _ in range(4)])
+    mus = rng.standard_normal((4, 3))
+    assert np.all(kl_mvn(mus, covs, mus, covs, method=method) == 0.0)
+    cov1 = random_spd(rng, 3, 10.0)
+    batch = kl_mvn(mus, covs, mus[0], cov1, method=method)
+    single = [kl_mvn(mus[i], covs[i], mus[0], cov1, method=method) for i in range(4)]
+    np.testing.assert_allclose(batch, single, rtol=1e-13)
+
+
+def test_kl_mvn_method_bad_input():
+    eye = np.eye(2)
+    for bad in ("chol", "Cholesky", None, 1):
+        with pytest.raises(ValueError, match="method must be one of 'auto', 'cholesky', 'eig'"):
+            kl_mvn([0, 0], eye, [0, 0], eye, method=bad)
+    for method in ("cholesky", "eig"):
+        with pytest.raises(ValueError, match="cov0 is not symmetric positive definite"):
+            kl_mvn([0, 0], np.ones((2, 2)), [0, 0], eye, method=method)
+        with pytest.raises(ValueError, match="cov0 is not symmetric positive definite"):
+            kl_mvn([0, 0], -eye, [0, 0], eye, method=method)
