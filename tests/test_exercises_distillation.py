@@ -134,10 +134,15 @@ def kd_right_log_target(s, t, T):
                     log_target=True) * T**2
 
 
-@pytest.mark.parametrize("answer", [kd_right, kd_right_log_target, lambda s, t, T: distillation_loss(s, t, T=T)])
+@pytest.mark.parametrize("answer", [kd_right, kd_right_log_target])
 def test_kl_div_loss_accepts_correct_implementations(answer):
     fb = verdict("kl-div-loss", answer)
     assert fb.passed, fb.message
+
+
+def test_kl_div_loss_rejects_a_wrapper_of_distillation_loss():
+    fb = verdict("kl-div-loss", lambda s, t, T: distillation_loss(s, t, T=T))
+    assert not fb.passed and fb.misconception == "klcourse-own"
 
 
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")

@@ -88,9 +88,26 @@ def kl_bernoulli_clipped(a, b):
     return kl_bernoulli_mpmath(a, b)
 
 
-@pytest.mark.parametrize("answer", [kl_bernoulli, kl_bernoulli_mpmath, kl_bernoulli_log1p])
+def kl_bernoulli_with_psi(a, b):
+    """The chapter's solution: it may call klcourse.numerics.r_minus_log1p, as the hint says."""
+    from klcourse import numerics as nm
+
+    def weighted_psi(weight, gap):
+        if weight == 0:
+            return gap
+        return weight * nm.r_minus_log1p(gap / weight)
+
+    return float(weighted_psi(a, b - a) + weighted_psi(1 - a, a - b))
+
+
+@pytest.mark.parametrize("answer", [kl_bernoulli_with_psi, kl_bernoulli_mpmath, kl_bernoulli_log1p])
 def test_kl_bernoulli_accepts_correct_implementations(answer):
     assert evaluate("numerics.kl-bernoulli", answer).status == CORRECT
+
+
+def test_kl_bernoulli_rejects_klcourse_own_function():
+    feedback = evaluate("numerics.kl-bernoulli", kl_bernoulli)
+    assert feedback.misconception == "klcourse-own" and "kl_bernoulli" in feedback.message
 
 
 def test_kl_bernoulli_reference_matches_mpmath_on_the_checked_cases():

@@ -124,10 +124,10 @@ def test_mi_from_joint_accepts_an_entropy_based_implementation():
     assert feedback.passed, feedback.message
 
 
-def test_mi_from_joint_accepts_the_klcourse_reference():
+def test_mi_from_joint_rejects_the_klcourse_reference():
     from klcourse import mutual_information
 
-    assert evaluate("relatives.mi-from-joint", mutual_information).passed
+    assert evaluate("relatives.mi-from-joint", mutual_information).misconception == "klcourse-own"
 
 
 @pytest.mark.parametrize(("wrong", "name"), [(mi_in_bits, "bits"), (mi_naive, "zero-cells"),

@@ -83,7 +83,7 @@ def by_hand(mu, logvar):
 
 def test_kl_torch_accepts_hand_written_and_reference_functions():
     assert evaluate("vae.kl-torch", by_hand).passed
-    assert evaluate("vae.kl-torch", vae_kl).passed
+    assert evaluate("vae.kl-torch", vae_kl).misconception == "klcourse-own"
 
     def via_distributions(mu, logvar):
         q = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
@@ -94,6 +94,8 @@ def test_kl_torch_accepts_hand_written_and_reference_functions():
 
 def test_kl_torch_cases_agree_with_torch_distributions():
     for case in ex.kl_torch_cases(np.random.default_rng(12345)):
+        if case.probe:
+            continue  # the gradient case: its inputs are numpy, the probe makes the tensors
         mu, logvar = case.args
         np.testing.assert_allclose(vae_kl(mu, logvar).numpy(), torch_kl(mu.numpy(), logvar.numpy()),
                                    rtol=1e-10, atol=1e-12)

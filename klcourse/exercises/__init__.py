@@ -4,6 +4,26 @@ The registry lives in :mod:`klcourse.exercises.core`; checkers in :mod:`klcourse
 each chapter's exercises in ``klcourse/exercises/<chapter-slug>.py``.
 """
 
-from klcourse.exercises.core import Exercise, Feedback, check, evaluate, get_exercise, list_exercises, register
+from klcourse.exercises.core import (
+    Exercise,
+    Feedback,
+    Tolerance,
+    check,
+    evaluate,
+    get_exercise,
+    list_exercises,
+    register,
+    tolerance_text,
+)
 
-__all__ = ["Exercise", "Feedback", "check", "evaluate", "get_exercise", "list_exercises", "register"]
+__all__ = [
+    "Exercise",
+    "Feedback",
+    "Tolerance",
+    "check",
+    "evaluate",
+    "get_exercise",
+    "list_exercises",
+    "register",
+    "tolerance_text",
+]

@@ -17,17 +17,21 @@ import numpy as np
 from klcourse.asymmetry import EXAMPLE_MIXTURE, fit_forward_gaussian, fit_reverse_gaussian
 from klcourse.divergences import kl_divergence
 from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
     Case,
     Misconception,
     array,
     choice,
+    conditions,
     forgot_half,
     function,
     number,
+    predicate,
+    probability_answer,
     sigma_for_variance,
     swapped,
 )
-from klcourse.exercises.core import CORRECT, INVALID, WRONG, Verdict, register
+from klcourse.exercises.core import CORRECT, WRONG, Verdict, register
 from klcourse.gaussians import kl_normal
 
 # --------------------------------------------------------------------------- problem data
@@ -60,6 +64,7 @@ register(
     kind="array",
     checker=array(
         _both_directions,
+        sigfigs=3,
         unit="nats",
         misconceptions=[
             swapped(lambda: _both_directions()[::-1]),
@@ -89,6 +94,8 @@ register(
     kind="number",
     checker=number(
         _gaussian_reverse,
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             swapped(lambda: kl_normal(TARGET_MEAN, _std(TARGET_VARIANCE), APPROX_MEAN, _std(APPROX_VARIANCE))),
             sigma_for_variance(lambda: kl_normal(APPROX_MEAN, APPROX_VARIANCE, TARGET_MEAN, TARGET_VARIANCE)),
@@ -218,18 +225,15 @@ register(
 def _as_pair(answer) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(answer, (str, bytes)) or not hasattr(answer, "__len__") or len(answer) != 2:
         raise TypeError("give a pair (p, q) of probability vectors, e.g. answer = ([0.5, 0.5], [0.2, 0.8])")
-    p, q = (np.asarray(v, dtype=float) for v in answer)
-    if p.ndim != 1 or p.shape != q.shape:
-        raise ValueError(f"p and q must be 1-D vectors of the same length, got shapes {p.shape} and {q.shape}")
+    p, q = probability_answer(answer[0], "p"), probability_answer(answer[1], "q")
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same length, got {p.size} and {q.size}")
     return p, q
 
 
 def _infinite_one_way(answer) -> Verdict:
-    try:
-        p, q = _as_pair(answer)
-        forward, reverse = kl_divergence(p, q), kl_divergence(q, p)
-    except (TypeError, ValueError) as exc:
-        return Verdict(False, f"This answer cannot be used: {exc}", INVALID)
+    p, q = _as_pair(answer)  # a TypeError or ValueError becomes an "invalid answer" sentence
+    forward, reverse = kl_divergence(p, q), kl_divergence(q, p)
     if math.isfinite(forward) and math.isinf(reverse):
         return Verdict(True, "Correct! Q puts mass on an outcome P rules out, so only D(Q‖P) blows up.", CORRECT)
     if math.isinf(forward) and math.isfinite(reverse):
@@ -247,5 +251,7 @@ register(
     "asymmetry.infinite-one-way",
     title="Find a pair with D(P‖Q) finite but D(Q‖P) infinite",
     kind="counterexample",
-    checker=_infinite_one_way,
+    checker=predicate(_infinite_one_way, tolerance=conditions(
+        "Accepted: two probability vectors of the same length with D(P‖Q) finite and D(Q‖P) = inf; "
+        "exact zeros decide it, no tolerance.")),
 )

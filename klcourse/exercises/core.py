@@ -79,13 +79,61 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """What a checker accepts, machine-readable (``kind``, ``rtol``, ``atol``, ``digits``) and as a sentence.
+
+    Kinds
+    -----
+    ``"sigfigs"``
+        "By hand" answers: an answer within half a unit in the ``digits``-th significant figure of the expected
+        value is accepted (that is what "rounded to 3 significant figures" allows, and any more precise answer
+        is inside the same band).
+    ``"decimals"``
+        Within half a unit in the ``digits``-th decimal place.
+    ``"relative"``
+        Computed answers: within ``rtol`` relative, or ``atol`` absolute (an expected 0 is compared absolutely).
+    ``"outputs"``
+        Function answers: every output within ``rtol`` relative or ``atol`` absolute of the reference, with the
+        same shape.
+    ``"option"``
+        One of the listed strings.
+    ``"condition"``
+        An open answer (counterexample) meeting every condition of the statement; ``text`` says how exactly.
+    """
+
+    kind: str
+    rtol: float = 0.0
+    atol: float = 0.0
+    digits: int = 0
+    text: str = ""
+    short: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def tolerance_for_kind(kind: str) -> Tolerance:
+    """The tolerance of an exercise whose checker states none (choices and predictions)."""
+    if kind in ("choice", "predict"):
+        return Tolerance("option", text="Accepted: one of the listed options, spelled as listed (case and "
+                         "surrounding spaces do not matter).", short="an option")
+    return Tolerance("condition", text="Accepted: any answer that meets every condition of the statement.",
+                     short="conditions")
+
+
+@dataclass(frozen=True)
 class Exercise:
-    """A registered exercise."""
+    """A registered exercise.
+
+    ``tolerance`` is what the checker accepts (see :class:`Tolerance`); :func:`tolerance_text` gives its
+    sentence, e.g. "Accepted: 3 significant figures."
+    """
 
     id: str
     title: str
     kind: str
     checker: Callable[[object], Verdict] = field(repr=False)
+    tolerance: Tolerance | None = field(default=None, repr=False, compare=False)
 
     @property
     def chapter(self) -> str:
@@ -96,11 +144,13 @@ KINDS = ("number", "array", "function", "choice", "counterexample", "predict")
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def register(exercise_id: str, *, title: str, kind: str, checker: Callable[[object], Verdict]) -> Exercise:
+def register(exercise_id: str, *, title: str, kind: str, checker: Callable[[object], Verdict],
+             tolerance: Tolerance | None = None) -> Exercise:
     """Register an exercise under ``"<chapter-slug>.<short-name>"``.
 
     ``checker`` is usually built with :mod:`klcourse.exercises.checkers`; it receives the
     answer (never ``...`` or ``None`` — :func:`check` handles those) and returns a :class:`Verdict`.
+    ``tolerance`` defaults to the checker's own ``tolerance`` attribute, else to one fitting ``kind``.
     """
     if exercise_id.count(".") != 1 or not all(exercise_id.split(".")):
         raise ValueError(f"exercise id must look like 'chapter.short-name', got {exercise_id!r}")
@@ -108,7 +158,8 @@ def register(exercise_id: str, *, title: str, kind: str, checker: Callable[[obje
         raise ValueError(f"unknown exercise kind {kind!r}; expected one of {KINDS}")
     if exercise_id in _REGISTRY:
         raise ValueError(f"exercise {exercise_id!r} is registered twice")
-    exercise = Exercise(exercise_id, title, kind, checker)
+    tolerance = tolerance or getattr(checker, "tolerance", None) or tolerance_for_kind(kind)
+    exercise = Exercise(exercise_id, title, kind, checker, tolerance)
     _REGISTRY[exercise_id] = exercise
     return exercise
 
@@ -155,6 +206,11 @@ CHAPTERS = (
     "distillation",
     "estimation",
 )
+
+
+def tolerance_text(exercise_id: str) -> str:
+    """The sentence stating what the exercise accepts, e.g. ``"Accepted: 3 significant figures."``."""
+    return get_exercise(exercise_id).tolerance.text
 
 
 def evaluate(exercise_id: str, answer) -> Feedback:

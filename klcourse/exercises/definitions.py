@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from klcourse._validate import probability_array
 from klcourse.divergences import cross_entropy, kl_divergence
 from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
     Case,
+    Judged,
     Misconception,
     choice,
+    conditions,
     function,
     number,
     predicate,
+    probability_answer,
     swapped,
     unit_misconceptions,
 )
-from klcourse.exercises.core import INVALID, WRONG, Verdict, register
+from klcourse.exercises.core import WRONG, Verdict, register
 
 # --------------------------------------------------------------------------- data stated in the notebook
 #: kl-in-bits: true weather climate P and a forecaster's model Q over (sun, cloud, rain)
@@ -59,7 +62,9 @@ register(
     kind="number",
     checker=number(
         lambda: kl_divergence(WEATHER_P, WEATHER_Q, base=2),
+        sigfigs=3,
         unit="bits",
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[swapped(lambda: kl_divergence(WEATHER_Q, WEATHER_P, base=2))],
     ),
 )
@@ -77,11 +82,13 @@ def _with_zeros(rng, k: int, where) -> np.ndarray:
 
 
 def _zero_p_case(rng) -> Case:
-    return Case("p with zero entries (0·log(0/q) counts as 0)", (_with_zeros(rng, 6, (1, 4)), _random_pmf(rng, 6)))
+    return Case("p with zero entries (0·log(0/q) counts as 0)", (_with_zeros(rng, 6, (1, 4)), _random_pmf(rng, 6)),
+                tag="zero-p")
 
 
 def _mismatch_case(rng) -> Case:
-    return Case("q = 0 where p > 0 (the divergence is infinite)", (_random_pmf(rng, 5), _with_zeros(rng, 5, (2,))))
+    return Case("q = 0 where p > 0 (the divergence is infinite)", (_random_pmf(rng, 5), _with_zeros(rng, 5, (2,))),
+                tag="mismatch")
 
 
 def _kl_cases(rng) -> list[Case]:
@@ -91,49 +98,34 @@ def _kl_cases(rng) -> list[Case]:
     cases.append(Case("identical inputs p == q (the divergence is 0)", (p, p.copy())))
     cases.append(_zero_p_case(rng))
     both = _with_zeros(rng, 6, (0,))
-    cases.append(Case("p and q both 0 at the same outcome", (both, _with_zeros(rng, 6, (0,)))))
+    cases.append(Case("p and q both 0 at the same outcome", (both, _with_zeros(rng, 6, (0,))), tag="zero-p"))
     cases.append(_mismatch_case(rng))
     cases.append(Case("a large dimension (10,000 outcomes)", (_random_pmf(rng, 10_000), _random_pmf(rng, 10_000))))
     return cases
 
 
-def _call(fn, case: Case):
-    try:
-        return np.asarray(fn(*case.args), dtype=float)
-    except Exception:  # the learner's function may fail in any way; the main checker reports it
-        return None
-
-
-def _diagnose_kl(answer) -> Verdict | None:
+def _diagnose_kl(j: Judged) -> Verdict | None:
     """Name the two classic bugs the generic comparison cannot: NaN for p = 0 and an epsilon clip."""
-    rng = np.random.default_rng(2024)
-    got = _call(answer, _zero_p_case(rng))
-    if got is not None and np.isnan(got).any():
-        return Verdict(False, "Your kl returns NaN when p has zero entries: 0·log(0/q) must count as 0, so sum "
-                       "only over the outcomes with p > 0.", WRONG, "zero-p-nan")
-    got = _call(answer, _mismatch_case(rng))
-    if got is not None and got.size == 1 and np.isfinite(got).all():
-        return Verdict(False, "Your kl returns a finite number when q = 0 where p > 0. The divergence is +inf "
-                       "there; replacing q = 0 by a small epsilon hides it and makes the result depend on the "
-                       "epsilon you picked.", WRONG, "clipped-q")
+    for _, got, _ in j.output("zero-p"):
+        if not isinstance(got, str) and np.isnan(got).any():
+            return Verdict(False, "Your kl returns NaN when p has zero entries: 0·log(0/q) must count as 0, so sum "
+                           "only over the outcomes with p > 0.", WRONG, "zero-p-nan")
+    for _, got, _ in j.output("mismatch"):
+        if not isinstance(got, str) and got.size == 1 and np.isfinite(got).all():
+            return Verdict(False, "Your kl returns a finite number when q = 0 where p > 0. The divergence is +inf "
+                           "there; replacing q = 0 by a small epsilon hides it and makes the result depend on the "
+                           "epsilon you picked.", WRONG, "clipped-q")
     return None
 
 
 def _implement_kl_checker():
-    base = function(
+    return function(
         kl_divergence,
         _kl_cases,
         misconceptions=[swapped(lambda p, q: kl_divergence(q, p)), *unit_misconceptions(kl_divergence, "nats")],
         name="kl",
+        diagnose=_diagnose_kl,
     )
-
-    def checker(answer) -> Verdict:
-        verdict = base(answer)
-        if verdict.passed or verdict.misconception or verdict.status == INVALID:
-            return verdict
-        return _diagnose_kl(answer) or verdict
-
-    return checker
 
 
 register("definitions.implement-kl", title="Implement kl(p, q)", kind="function", checker=_implement_kl_checker())
@@ -184,9 +176,9 @@ def _three_distributions(answer) -> list[np.ndarray]:
         raise TypeError("give a tuple (p, q, r) of three probability vectors")
     if len(answer) != 3:
         raise ValueError(f"give exactly three distributions (p, q, r), got {len(answer)}")
-    dists = [probability_array(d, name) for d, name in zip(answer, "pqr", strict=True)]
+    dists = [probability_answer(d, name) for d, name in zip(answer, "pqr", strict=True)]
     for d, name in zip(dists, "pqr", strict=True):
-        if d.ndim != 1 or d.size < 3:
+        if d.size < 3:
             raise ValueError(f"{name} must be a vector over at least three outcomes, got shape {d.shape}")
         if np.min(d) <= 0:
             raise ValueError(f"{name} has a zero entry; the exercise asks for strictly positive entries")
@@ -206,7 +198,9 @@ def _triangle_test(answer) -> tuple[bool, str]:
 
 
 register("definitions.triangle", title="A counterexample to the triangle inequality", kind="counterexample",
-         checker=predicate(_triangle_test))
+         checker=predicate(_triangle_test, tolerance=conditions(
+             "Accepted: three strictly positive distributions on the same outcomes (at least three) with "
+             "D(P‖R) > D(P‖Q) + D(Q‖R), by more than a relative 1e-9 (rounding).")))
 
 
 # --------------------------------------------------------------------------- 6. interpret the Gibbs figure
@@ -227,7 +221,10 @@ def _excess_bits_checker():
     q = code_distribution()
     return number(
         lambda: N_LETTERS * kl_divergence(SOURCE_P, q, base=2),
+        sigfigs=3,
         unit="bits",
+        negative="Not quite: your answer is negative, but the question asks how many bits *longer* the message is "
+                 "than with the best code for P, and no code is shorter than that one on average.",
         misconceptions=[
             Misconception("per-symbol", lambda: kl_divergence(SOURCE_P, q, base=2),
                           f"That is the excess per letter; the question asks for the total over {N_LETTERS:,} "

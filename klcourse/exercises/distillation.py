@@ -31,6 +31,7 @@ from klcourse.distillation import (
     softmax_with_temperature,
 )
 from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
     Case,
     Misconception,
     choice,
@@ -74,11 +75,24 @@ def _row_kl(p, q) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- 1. loss-by-hand
-def _loss_variant(*, swap=False, teacher_only_T=False, squared=True, reduce="mean") -> float:
+_CROSS_ENTROPY_MESSAGE = (
+    "That is the soft-target cross-entropy T²·H(p_t, p_s), which exceeds T²·D(p_t‖p_s) by T²·H(p_t), the "
+    "teacher's entropy at temperature T. (It has the same gradient in the student's logits, so it trains the same, "
+    "but it is not the divergence.) Subtract the entropy term Σ p_t log p_t, or use F.kl_div."
+)
+_TEACHER_ONLY_MESSAGE = (
+    "The temperature softens *both* distributions: the student's probabilities are softmax(s/T) too, not "
+    "softmax(s)."
+)
+
+def _loss_variant(*, swap=False, teacher_only_T=False, squared=True, reduce="mean", cross_entropy=False) -> float:
     s, t = np.array(LOSS_STUDENT), np.array(LOSS_TEACHER)
     p_t = softmax_with_temperature(t, LOSS_T)
     p_s = softmax_with_temperature(s, 1.0 if teacher_only_T else LOSS_T)
-    per_row = _row_kl(p_s, p_t) if swap else _row_kl(p_t, p_s)
+    if cross_entropy:
+        per_row = -np.sum(p_t * np.log(p_s), axis=-1)
+    else:
+        per_row = _row_kl(p_s, p_t) if swap else _row_kl(p_t, p_s)
     total = {"mean": per_row.mean(), "sum": per_row.sum(), "elements": per_row.sum() / s.size}[reduce]
     return float(total * (LOSS_T**2 if squared else 1.0))
 
@@ -89,7 +103,11 @@ register(
     kind="number",
     checker=number(
         lambda: _loss(LOSS_STUDENT, LOSS_TEACHER, LOSS_T),
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
+            Misconception("soft-target-cross-entropy", lambda: _loss_variant(cross_entropy=True),
+                          _CROSS_ENTROPY_MESSAGE),
             Misconception("no-T-squared", lambda: _loss_variant(squared=False),
                           "That is the divergence without the factor T²: the distillation loss multiplies "
                           "D(p_t‖p_s) by T² so that its gradients keep their size as T changes."),
@@ -99,8 +117,7 @@ register(
                           "That is divided by the number of *elements* (batch × classes), like F.kl_div's "
                           "default reduction='mean'. Divide the sum only by the batch size ('batchmean')."),
             Misconception("teacher-only-temperature", lambda: _loss_variant(teacher_only_T=True),
-                          "The temperature softens *both* distributions: the student's probabilities are "
-                          "softmax(s/T) too, not softmax(s)."),
+                          _TEACHER_ONLY_MESSAGE),
         ],
     ),
 )
@@ -184,10 +201,13 @@ def _kd_reference(student_logits, teacher_logits, T):
     return distillation_loss(student_logits, teacher_logits, T=T)
 
 
-def _kd_variant(s, t, T, *, swap=False, squared=True, reduce="batchmean", probs_as_input=False):
-    p_s = softmax_with_temperature(s.numpy(), T)
+def _kd_variant(s, t, T, *, swap=False, squared=True, reduce="batchmean", probs_as_input=False,
+                cross_entropy=False, student_T=None):
+    p_s = softmax_with_temperature(s.numpy(), T if student_T is None else student_T)
     p_t = softmax_with_temperature(t.numpy(), T)
-    if probs_as_input:
+    if cross_entropy:
+        per_row = -np.sum(p_t * np.log(p_s), axis=-1)
+    elif probs_as_input:
         per_row = np.sum(p_t * (np.log(p_t) - p_s), axis=-1)
     else:
         per_row = _row_kl(p_s, p_t) if swap else _row_kl(p_t, p_s)
@@ -202,13 +222,20 @@ def _kd_log_target(s, t, T):
     return F.kl_div(F.log_softmax(s / T, dim=-1), F.log_softmax(t / T, dim=-1), reduction="batchmean") * T**2
 
 
+#: float32 arithmetic must pass: its rounding (~1e-7 relative, times T² on a loss of 0) stays inside these
+KD_RTOL, KD_ATOL = 1e-5, 1e-5
+
 _kd_checker = function(
     _kd_reference,
     kd_loss_cases,
     name="kd_loss",
-    rtol=1e-6,
-    atol=1e-10,
+    rtol=KD_RTOL,
+    atol=KD_ATOL,
     misconceptions=[
+        Misconception("soft-target-cross-entropy", lambda s, t, T: _kd_variant(s, t, T, cross_entropy=True),
+                      _CROSS_ENTROPY_MESSAGE),
+        Misconception("teacher-only-temperature", lambda s, t, T: _kd_variant(s, t, T, student_T=1.0),
+                      _TEACHER_ONLY_MESSAGE),
         Misconception("reduction-mean", lambda s, t, T: _kd_variant(s, t, T, reduce="mean"),
                       "Your loss is too small by the number of classes: F.kl_div's default reduction='mean' "
                       "divides by batch × classes. Use reduction='batchmean'."),
@@ -278,6 +305,7 @@ register(
     kind="number",
     checker=number(
         lambda: ece_from_confidence(ECE_CONFIDENCE, ECE_CORRECT, n_bins=ECE_BINS),
+        sigfigs=3,
         unit=None,
         misconceptions=[
             Misconception("unweighted", lambda: _ece_variants()["unweighted"],
@@ -309,6 +337,7 @@ register(
     kind="number",
     checker=number(
         lambda: high_temperature_limit(LIMIT_STUDENT, LIMIT_TEACHER),
+        sigfigs=3,
         misconceptions=[
             Misconception("not-centred", lambda: _limit_variant(centred=False),
                           "Subtract each vector's mean over the classes first: logits are defined only up to "

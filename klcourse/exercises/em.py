@@ -19,8 +19,17 @@ import numpy as np
 from scipy.special import logsumexp
 
 from klcourse.em import e_step, fit_gmm_em, log_joint, m_step
-from klcourse.exercises.checkers import Case, Misconception, choice, function, number, swapped
-from klcourse.exercises.core import register
+from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
+    Case,
+    Judged,
+    Misconception,
+    choice,
+    function,
+    number,
+    swapped,
+)
+from klcourse.exercises.core import WRONG, Verdict, register
 
 # --------------------------------------------------------------------------- data stated in the notebook
 #: kl-gap: one data point, a guess q over three components, and the joint p(x, z = k | theta)
@@ -46,6 +55,11 @@ def posterior(joint) -> np.ndarray:
     return joint / joint.sum()
 
 
+def _cross_entropy(p, q) -> float:
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    return float(-np.sum(np.where(p > 0, p * np.log(q), 0.0)))
+
+
 def _kl(p, q) -> float:
     p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     return float(np.sum(np.where(p > 0, p * np.log(p / q), 0.0)))
@@ -58,7 +72,9 @@ register(
     kind="number",
     checker=number(
         lambda: _kl(GAP_Q, posterior(GAP_JOINT)),
+        sigfigs=3,
         unit="nats",
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             swapped(lambda: _kl(posterior(GAP_JOINT), GAP_Q)),
             Misconception(
@@ -66,6 +82,12 @@ register(
                 lambda: _kl(GAP_Q, GAP_JOINT),
                 "You compared q with the joint p(x, z | θ) instead of the posterior p(z | x, θ) = "
                 "p(x, z | θ) / p(x | θ). That sum is −L(q, θ), the negative ELBO, not the gap.",
+            ),
+            Misconception(
+                "forgot-entropy",
+                lambda: _cross_entropy(GAP_Q, posterior(GAP_JOINT)),
+                "The entropy of q is missing: the ELBO is E_q[log p(x, z | θ)] + H(q), so the gap "
+                "log p(x | θ) − L(q, θ) is Σ_k q_k log q_k − Σ_k q_k log p(z = k | x, θ), with both sums.",
             ),
             Misconception(
                 "elbo-not-gap",
@@ -99,7 +121,25 @@ def _e_step_cases(rng) -> list[Case]:
     weights, means, covs = _mixture(rng, 3, 2)
     far = np.array([[12.0, -15.0], [-18.0, 9.0], [0.0, 0.0]])
     cases.append(Case("points far from every component", (far, weights, means, covs)))
+    weights, means, covs = _mixture(rng, 3, 2)
+    very_far = np.array([[150.0, -120.0], [-200.0, 90.0], [40.0, 260.0], [0.5, -0.5]])
+    cases.append(Case("points so far from every component that each log-density is below −745 "
+                      "(exp underflows to 0 in float64)", (very_far, weights, means, covs), tag="underflow"))
     return cases
+
+
+#: every point but the last of the "underflow" case has log N(x | mu_k, Sigma_k) below this for every k
+UNDERFLOW_LOG_DENSITY = -745.0
+
+
+def _diagnose_underflow(j: Judged) -> Verdict | None:
+    failing = j.failing()
+    if failing and all(j.cases[i].tag == "underflow" for i in failing):
+        return Verdict(False, "Your responsibilities are right for ordinary points but not for points far from every "
+                       "component: there each π_k N(x | μ_k, Σ_k) underflows to 0 in float64 (its log is below "
+                       "−745), and the row becomes 0/0. Keep everything in log space: log π_k + logpdf, then "
+                       "subtract each row's logsumexp before exponentiating.", WRONG, "underflow")
+    return None
 
 
 def _normalise_rows(lj):
@@ -116,6 +156,7 @@ register(
         rtol=1e-6,
         atol=1e-9,
         name="e_step",
+        diagnose=_diagnose_underflow,
         misconceptions=[
             Misconception(
                 "forgot-weights",
@@ -216,6 +257,7 @@ register(
     kind="number",
     checker=number(
         lambda: ELBO_LOG_LIK - ELBO_GAP,
+        sigfigs=3,
         unit=None,
         misconceptions=[
             Misconception("added-gap", lambda: ELBO_LOG_LIK + ELBO_GAP,
@@ -248,27 +290,26 @@ def _collapsed(option: str) -> bool:
     return smallest < COLLAPSE_FACTOR * reg
 
 
-@cache
-def _optimum_checker():
+def _best_option() -> str:
     runs = optimum_runs()
     healthy = [o for o in OPTIMUM_OPTIONS if not _collapsed(o)]
-    best = max(healthy, key=lambda o: runs[o][0])
-    explanations = {}
-    for option in OPTIMUM_OPTIONS:
-        if _collapsed(option):
-            explanations[option] = (
-                "Highest log-likelihood, but look at that solution's smallest variance: it equals the ridge "
+    return max(healthy, key=lambda o: runs[o][0])
+
+
+def _optimum_explanation(best: str, option: str) -> str:
+    if _collapsed(option):
+        top = optimum_runs()[option][0] >= max(run[0] for run in optimum_runs().values())
+        return (("Highest log-likelihood, but look" if top else "Look") + " at that solution's smallest variance: "
+                "it equals the ridge "
                 "reg_covar. A component has collapsed onto points that share a value (the measurements are "
                 "rounded to 0.1 cm); its likelihood is bought by the ridge, not by the data.")
-        elif option != best:
-            explanations[option] = ("A healthy solution, but another healthy run reached a higher "
-                                    "log-likelihood: this one is a worse local optimum of the same objective.")
-    return choice(best, OPTIMUM_OPTIONS, explanations=explanations)
+    return ("A healthy solution, but another healthy run reached a higher log-likelihood: this one is a worse "
+            "local optimum of the same objective.")
 
 
 register(
     "em.better-optimum",
     title="Which initialisation found the better optimum?",
     kind="choice",
-    checker=lambda answer: _optimum_checker()(answer),
+    checker=choice(_best_option, OPTIMUM_OPTIONS, explanations=_optimum_explanation),
 )

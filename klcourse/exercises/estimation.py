@@ -25,7 +25,9 @@ from scipy.stats import norm
 from klcourse.divergences import kl_divergence
 from klcourse.estimators import kl_regularised_optimum, mc_kl
 from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
     Case,
+    Judged,
     Misconception,
     choice,
     function,
@@ -34,7 +36,7 @@ from klcourse.exercises.checkers import (
     swapped,
 )
 from klcourse.exercises.checkers import array as array_checker
-from klcourse.exercises.core import CORRECT, Verdict, register
+from klcourse.exercises.core import WRONG, Verdict, register
 
 # --------------------------------------------------------------------------- the chapter's policy problem
 #: logits of the reference policy pi_ref over ten actions (pi_ref = softmax(REF_LOGITS))
@@ -115,6 +117,7 @@ register(
     kind="array",
     checker=array_checker(
         small_sample_expected,
+        sigfigs=3,
         unit="nats",
         misconceptions=[
             swapped_roles(_small_swapped),
@@ -148,8 +151,18 @@ def k3_cases(rng: np.random.Generator) -> list[Case]:
         Case("large log-ratios (|log r| up to 8)", (np.zeros(30), rng.uniform(-8, 8, 30))),
         Case("tiny log-ratios (|log r| ~ 1e-6)", (np.full(30, -1.3), -1.3 + 1e-6 * rng.standard_normal(30))),
         Case("a draw outside P's support (log p = -inf): D(Q‖P) is infinite",
-             (np.array([-1.0, -2.0, -0.5]), np.array([-1.5, -np.inf, -0.7]))),
+             (np.array([-1.0, -2.0, -0.5]), np.array([-1.5, -np.inf, -0.7])), tag="support"),
+        _precision_case(),
     ]
+
+
+def _precision_case() -> Case:
+    """Nearly identical distributions in float32: not graded, it only feeds the precision remark."""
+    rng = np.random.default_rng(7)
+    log_q = np.zeros(1000, dtype=np.float32)
+    log_p = (PRECISION_PROBE_SCALE * rng.standard_normal(1000)).astype(np.float32)
+    return Case(f"float32 input with |log r| ≈ {PRECISION_PROBE_SCALE:g}", (log_q, log_p), tag="precision",
+                graded=False)
 
 
 def _log_r(log_q, log_p) -> np.ndarray:
@@ -197,24 +210,21 @@ def _k3_sum(log_q, log_p):
 PRECISION_PROBE_SCALE = 1e-4
 
 
-def _precision_note(fn) -> str:
+def _precision_note(j: Judged) -> str:
     """A hint when a (correct) k3 implementation loses accuracy on float32 input; '' otherwise."""
-    rng = np.random.default_rng(7)
-    log_q = np.zeros(1000, dtype=np.float32)
-    log_p = (PRECISION_PROBE_SCALE * rng.standard_normal(1000)).astype(np.float32)
-    ref = mc_kl(log_q.astype(np.float64), log_p.astype(np.float64), estimator="k3")
-    try:
-        with np.errstate(all="ignore"):
-            got = float(np.asarray(fn(log_q, log_p), dtype=np.float64))
-    except Exception:  # the note is a bonus; never fail a correct answer over it
-        return ""
-    rel = abs(got - ref) / ref
-    if np.isfinite(rel) and rel < 0.01:
-        return ""
-    return (f" One remark: on float32 input with |log r| ≈ {PRECISION_PROBE_SCALE:g} your function is off by "
-            f"{'far more than 100%' if not np.isfinite(rel) or rel > 1 else f'about {100 * rel:.0f}%'} — "
-            "exp(log r) − 1 cancels catastrophically in single precision. Compute in float64, and prefer "
-            "np.expm1(log_r) − log_r (see the section on precision traps).")
+    for case, got, _ in j.output("precision"):
+        log_q, log_p = (np.asarray(a, dtype=np.float64) for a in case.args)
+        ref = mc_kl(log_q, log_p, estimator="k3")  # the float64 value of the same draws
+        if isinstance(got, str) or got.size != 1:
+            return ""  # the note is a bonus; never fail a correct answer over it
+        rel = abs(float(got) - ref) / ref
+        if np.isfinite(rel) and rel < 0.01:
+            return ""
+        return (f" One remark: on float32 input with |log r| ≈ {PRECISION_PROBE_SCALE:g} your function is off by "
+                f"{'far more than 100%' if not np.isfinite(rel) or rel > 1 else f'about {100 * rel:.0f}%'} — "
+                "exp(log r) − 1 cancels catastrophically in single precision. Compute in float64, and prefer "
+                "np.expm1(log_r) − log_r (see the section on precision traps).")
+    return ""
 
 
 def _k3_checker():
@@ -231,24 +241,16 @@ def _k3_checker():
                       "Off by exactly 1: k3 is (r − 1) − log r; the −1 makes each term vanish when p = q."),
         sum_vs_mean(_k3_sum),
     ]
-    full = function(reference, k3_cases, name="k3_estimate", misconceptions=misconceptions)
 
-    def finite_cases(rng):  # a wrong formula may give NaN where log p = -inf; diagnose it on the others
-        return [c for c in k3_cases(rng) if np.all(np.isfinite(c.args[1]))]
+    def diagnose(j: Judged):
+        # a wrong formula may give NaN where log p = -inf; name it from the other cases
+        m = j.match(misconceptions, where=lambda case: case.tag != "support")
+        if m is not None:
+            return Verdict(False, m.message, WRONG, m.name)
+        return None
 
-    diagnose = function(reference, finite_cases, name="k3_estimate", misconceptions=misconceptions)
-
-    def checker(answer) -> Verdict:
-        verdict = full(answer)
-        if verdict.status == CORRECT:
-            return Verdict(True, verdict.message + _precision_note(answer), CORRECT)
-        if verdict.misconception is None and callable(answer):
-            named = diagnose(answer)
-            if named.misconception is not None:
-                return named
-        return verdict
-
-    return checker
+    return function(reference, k3_cases, name="k3_estimate", misconceptions=misconceptions, diagnose=diagnose,
+                    remark=_precision_note, infinite_reason="a draw where p = 0, i.e. log p = −inf")
 
 
 register("estimation.k3-function", title="Implement k3_estimate(log_q, log_p)", kind="function",
@@ -299,7 +301,7 @@ register(
     kind="number",
     checker=number(
         negative_average_expected,
-        rtol=1e-3,
+        sigfigs=3,
         unit=None,
         misconceptions=[
             Misconception("single-sample", _single_sample_fraction,
@@ -334,6 +336,8 @@ register(
     kind="number",
     checker=number(
         policy_kl_expected,
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             swapped(lambda: kl_divergence(reference_policy(), trained_policy())),
         ],
@@ -356,6 +360,7 @@ register(
     kind="array",
     checker=array_checker(
         optimal_policy_expected,
+        sigfigs=3,
         misconceptions=[
             Misconception("beta-times-r", lambda: _tilted(reference_policy() * np.exp(EX_BETA * np.array(REWARDS))),
                           "The exponent is r/β, not β·r: a stronger penalty (larger β) must keep the policy closer "

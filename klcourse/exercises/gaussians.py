@@ -15,9 +15,11 @@ import math
 import numpy as np
 
 from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
     Case,
     Misconception,
     choice,
+    conditions,
     forgot_half,
     function,
     number,
@@ -66,6 +68,8 @@ register(
     kind="number",
     checker=number(
         lambda: kl_normal(*BY_HAND),
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             swapped(lambda: kl_normal(BY_HAND[2], BY_HAND[3], BY_HAND[0], BY_HAND[1])),
             sigma_for_variance(lambda: kl_normal(BY_HAND[0], BY_HAND[1] ** 2, BY_HAND[2], BY_HAND[3] ** 2)),
@@ -152,6 +156,8 @@ register(
     kind="number",
     checker=number(
         vae_term_expected,
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             Misconception("sum-vs-mean", lambda: vae_term_expected() / len(VAE_MU),
                           "That is the mean over the latent dimensions. The KL of a diagonal Gaussian is the "
@@ -191,6 +197,7 @@ register(
     kind="number",
     checker=number(
         lambda: fisher_quadratic(FISHER_POINT, FISHER_STEP),
+        sigfigs=3,
         misconceptions=[
             Misconception("exact-kl", _fisher_exact,
                           "That is the exact KL from the closed form; the exercise asks for the quadratic "
@@ -243,6 +250,8 @@ register(
     kind="number",
     checker=number(
         _mvn_expected,
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             swapped(_mvn_swapped),
             forgot_half(lambda: _mvn_expected() + len(MVN_MU0) / 2),
@@ -300,7 +309,9 @@ register(
     "gaussians.equal-mse",
     title="Equal parameter MSE, very different KL",
     kind="counterexample",
-    checker=predicate(_equal_mse_test),
+    checker=predicate(_equal_mse_test, tolerance=conditions(
+        "Accepted: two pairs, each with equal means, whose parameter MSEs agree to a relative 1e-6 and whose "
+        f"KL divergences differ by a factor of at least {EQUAL_MSE_RATIO:g}.")),
 )
 
 

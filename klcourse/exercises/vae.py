@@ -16,7 +16,9 @@ import math
 import numpy as np
 
 from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
     Case,
+    Judged,
     Misconception,
     choice,
     forgot_half,
@@ -26,7 +28,7 @@ from klcourse.exercises.checkers import (
     sum_vs_mean,
     swapped,
 )
-from klcourse.exercises.core import CORRECT, WRONG, Verdict, register
+from klcourse.exercises.core import WRONG, Verdict, register
 from klcourse.vae import vae_kl
 
 LN2 = math.log(2.0)
@@ -74,6 +76,8 @@ register(
     kind="number",
     checker=number(
         kl_batch_expected,
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             sum_vs_mean(lambda: len(BATCH_MU) * kl_batch_expected()),
             Misconception("mean-over-dims", lambda: kl_batch_expected() / len(BATCH_MU[0]),
@@ -109,7 +113,29 @@ def kl_torch_cases(rng: np.random.Generator) -> list[Case]:
     for i in range(3):
         cases.append(Case(f"random (5, 4) batch {i + 1}", tensors(rng.normal(0, 1.5, size=(5, 4)),
                                                                   rng.uniform(-2.5, 1.5, size=(5, 4)))))
+    mu, logvar = rng.normal(0.0, 1.0, size=(1, 3)), rng.uniform(-1.0, 1.0, size=(1, 3))
+    cases.append(Case("the gradients of the summed result with respect to mu and logvar (autograd)",
+                      (mu, logvar), tag="gradient", probe=gradient_probe))
     return cases
+
+
+class NotDifferentiable(Exception):
+    """The learner's result is not connected to its inputs by autograd."""
+
+
+def gradient_probe(fn, mu, logvar):
+    """Call ``fn`` on float64 tensors that require grad; return [d sum / d mu, d sum / d logvar], flattened."""
+    import torch
+
+    mu_t = torch.tensor(mu, dtype=torch.float64, requires_grad=True)
+    logvar_t = torch.tensor(logvar, dtype=torch.float64, requires_grad=True)
+    out = fn(mu_t, logvar_t)
+    if not isinstance(out, torch.Tensor) or out.grad_fn is None:
+        raise NotDifferentiable("the result has no grad_fn")
+    grad_mu, grad_logvar = torch.autograd.grad(out.sum(), (mu_t, logvar_t), allow_unused=True)
+    if grad_mu is None or grad_logvar is None:
+        raise NotDifferentiable("the result does not depend on both inputs")
+    return np.concatenate([grad_mu.detach().numpy().ravel(), grad_logvar.detach().numpy().ravel()])
 
 
 def _np(t) -> np.ndarray:
@@ -138,12 +164,29 @@ def _torch_forgot_constant(mu, logvar):
     return _kl_rows(mu, logvar, constant=0.0)
 
 
-_kl_torch_values = function(
+_NOT_DIFFERENTIABLE = ("The values are right, but the result is not connected to mu and logvar by autograd: use "
+                       "torch operations only (no .numpy(), no float(), no torch.tensor(...) around the result).")
+
+
+def _diagnose_gradients(j: Judged) -> Verdict | None:
+    """Values on every case first; then that gradients flow: d/dmu = mu, d/dlogvar = (exp(logvar) - 1)/2."""
+    failing = j.failing()
+    if not failing or any(j.cases[i].tag != "gradient" for i in failing):
+        return None
+    got = j.outputs[failing[0]]
+    if isinstance(got, str):
+        return Verdict(False, _NOT_DIFFERENTIABLE, WRONG, "not-differentiable")
+    return Verdict(False, "The values are right but the gradients are not: check for detach() or in-place "
+                   "tricks.", WRONG, "wrong-gradient")
+
+
+_kl_torch_checker = function(
     vae_kl,
     kl_torch_cases,
     rtol=1e-7,
     atol=1e-10,
     name="vae_kl_torch",
+    diagnose=_diagnose_gradients,
     misconceptions=[
         Misconception("mean-over-dims", _torch_mean_over_dims,
                       "Your function averages over the latent dimensions; the KL of a diagonal Gaussian is "
@@ -157,32 +200,6 @@ _kl_torch_values = function(
                       "Twice the right value: the bracket is multiplied by 1/2."),
     ],
 )
-
-
-def _kl_torch_checker(answer) -> Verdict:
-    """Values on every case first; then that gradients flow: d/dmu = mu, d/dlogvar = (exp(logvar) - 1)/2."""
-    verdict = _kl_torch_values(answer)
-    if not verdict.passed:
-        return verdict
-    import torch
-
-    mu = torch.tensor([[0.4, -1.1, 2.0]], dtype=torch.float64, requires_grad=True)
-    logvar = torch.tensor([[-0.8, 0.5, 0.0]], dtype=torch.float64, requires_grad=True)
-    not_differentiable = Verdict(False, "The values are right, but the result is not connected to mu and logvar "
-                                 "by autograd: use torch operations only (no .numpy(), no float(), no "
-                                 "torch.tensor(...) around the result).", WRONG, "not-differentiable")
-    try:
-        out = answer(mu, logvar)
-    except RuntimeError:  # e.g. .numpy() on a tensor that requires grad
-        return not_differentiable
-    if not isinstance(out, torch.Tensor) or out.grad_fn is None:
-        return not_differentiable
-    out.sum().backward()
-    ok = torch.allclose(mu.grad, mu.detach()) and torch.allclose(logvar.grad, torch.expm1(logvar.detach()) / 2)
-    if not ok:
-        return Verdict(False, "The values are right but the gradients are not: check for detach() or in-place "
-                       "tricks.", WRONG, "wrong-gradient")
-    return Verdict(True, verdict.message + " Gradients flow too.", CORRECT)
 
 
 register(
@@ -224,6 +241,7 @@ register(
     kind="number",
     checker=number(
         rate_expected,
+        sigfigs=3,
         misconceptions=[
             Misconception("mean-over-dims", lambda: rate_expected() / len(KL_PER_DIM_BITS),
                           "That is the mean over the latent dimensions; the rate is the KL term itself, the "
@@ -250,8 +268,8 @@ register(
     kind="number",
     checker=number(
         elbo_gap_expected,
-        rtol=1e-6,
-        atol=1e-9,
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
         misconceptions=[
             Misconception("elbo-without-kl", lambda: LOG_EVIDENCE - EXPECTED_LOG_LIKELIHOOD,
                           "That treats E_q[log p(x|z)] as the ELBO; the ELBO also subtracts the KL term "
@@ -276,8 +294,9 @@ register(
         "smaller",
         ["smaller", "about the same", "larger"],
         explanations={
-            "about the same": "Near σ = 1 the two penalties agree, but the MSE's width term ½(σ − 1)² stays below ½ "
-                              "as σ → 0 while the KL grows like −log σ. Which σ does the reconstruction term want?",
+            "about the same": "Near the prior only the μ parts coincide (½μ² in both). The width parts differ: the "
+                              "KL's is about (σ − 1)², twice the MSE's ½(σ − 1)², and as σ → 0 the MSE's stays "
+                              "below ½ while the KL's grows like −log σ. Which σ does the reconstruction term want?",
             "larger": "A larger σ adds noise to z and makes reconstructions worse; nothing in the MSE penalty "
                       "rewards it. Compare what each penalty charges as σ → 0.",
         },
