@@ -180,3 +180,39 @@ def test_scanner_finds_cut_formulas(text):
 def test_scanner_accepts_what_markdown_keeps(text):
     assert not math_breaks(text)
 
+
+
+# ------------------------------------------------------------- a proof that opens with display maths
+PROOF_FENCE = re.compile(r"^(`{3,}|:{3,})\{prf:proof\}")
+
+
+def proofs_opening_with_display_maths(text: str) -> list[int]:
+    """Line numbers of ``prf:proof`` directives whose body starts with ``$$``.
+
+    sphinx-proof renders the first paragraph of a proof inline after the word "Proof.", so a display
+    equation there loses its block form and the page shows ``$`` signs around an inline formula
+    (measured: chapter 7's proof of the monotonicity of EM). Start the proof with a sentence.
+    """
+    lines = text.split("\n")
+    found = []
+    for number, line in enumerate(lines, start=1):
+        if PROOF_FENCE.match(line.strip()):
+            body = [rest.strip() for rest in lines[number:]]
+            body = [rest for rest in body if rest and not rest.startswith(":")]  # skip blank and option lines
+            if body and body[0].startswith("$$"):
+                found.append(number)
+    return found
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_no_proof_opens_with_display_maths(path):
+    found = [f"{where}, line {number}" for where, text in markdown_texts(path)
+             for number in proofs_opening_with_display_maths(text)]
+    message = "a prf:proof starts with $$ (sphinx-proof inlines it; start with a sentence):\n"
+    assert not found, message + "\n".join(found)
+
+
+def test_the_proof_check_sees_the_pattern():
+    assert proofs_opening_with_display_maths("```{prf:proof}\n\n$$\nx\n$$\n```") == [1]
+    assert proofs_opening_with_display_maths("````{prf:proof}\n:nonumber:\n$$\nx\n$$\n````") == [1]
+    assert not proofs_opening_with_display_maths("```{prf:proof}\nSince\n\n$$\nx\n$$\n```")
