@@ -667,16 +667,25 @@ def _f_at_zero(f) -> float:
 def _f_slope_at_infinity(f) -> float:
     """``f'(inf) = lim_{t -> inf} f(t)/t``, the weight of ``q_i = 0 < p_i`` terms.
 
-    Estimated from ``f(t)/t`` at ``t = 1e150`` and ``1e300``: equal (rtol 1e-9, atol 1e-12)
-    means converged, otherwise ``f`` grows superlinearly and the limit is ``+inf``.
+    Estimated from ``f(t)/t`` on the ladder ``t = 1e25, 1e50, ..., 1e300``.  A generator
+    may overflow in an intermediate step long before ``f(t)/t`` does (``(t - 1)**2/(t + 1)``
+    at ``t = 1e300``), so only the finite slopes count: if the last two agree (rtol 1e-9,
+    atol 1e-12) the limit is that value; if they differ, or no two are finite, ``f`` grows
+    superlinearly and the limit is ``+inf`` (for a convex ``f``, ``f(t)/t`` is eventually
+    non-decreasing, so it cannot come back down).
     """
+    ladder = 10.0 ** np.arange(25, 301, 25)
     with np.errstate(all="ignore"):
-        a, b = _call_f(f, np.array([1e150, 1e300])) / np.array([1e150, 1e300])
-    if math.isnan(b):
+        slopes = _call_f(f, ladder) / ladder
+    if np.isnan(slopes).all():
         raise ValueError("f returned NaN for large arguments; cannot take the q = 0 limit")
-    if not math.isfinite(b) or not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+    finite = slopes[np.isfinite(slopes)]
+    if finite.size < 2:
         return math.inf
-    return float(b)
+    a, b = float(finite[-2]), float(finite[-1])
+    if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+        return math.inf
+    return b
 
 
 def _f_divergence_callable(p2: np.ndarray, q2: np.ndarray, f) -> np.ndarray:
@@ -702,12 +711,18 @@ def _f_divergence_callable(p2: np.ndarray, q2: np.ndarray, f) -> np.ndarray:
 def f_divergence(p, q, f, *, axis=-1):
     r"""Csiszar f-divergence :math:`D_f(P \| Q) = \sum_i q_i\, f(p_i / q_i)`, in nats.
 
+    Read "the f-divergence of Q from P": the argument order is that of KL (``f(t) = t log t``
+    gives ``D(P || Q)``), although the sum is weighted by ``q``.
+
     ``f`` must be convex with ``f(1) = 0`` (convexity is the caller's responsibility;
     ``f(1) = 0`` is checked).  Zero denominators use the limits of the perspective
     function: ``0 f(0/0) = 0``; ``q_i f(0)`` for ``p_i = 0 < q_i`` with
     ``f(0) = lim_{t->0+} f(t)``; and ``p_i f'(inf)`` for ``q_i = 0 < p_i`` with
     ``f'(inf) = lim_{t->inf} f(t)/t`` (``inf`` for KL and chi-squared, finite for TV,
-    Hellinger and JS).
+    Hellinger and JS).  With these limits ``D_f >= 0`` for every convex ``f`` with
+    ``f(1) = 0``, zeros in ``q`` included: with ``m`` the mass of P where ``q = 0``, Jensen
+    on the rest gives ``D_f >= f(1 - m) + m f'(inf) >= f(1) = 0`` (convexity bounds the
+    slope of ``f`` on ``[1 - m, 1]`` by ``f'(inf)``).
 
     Parameters
     ----------
@@ -732,8 +747,8 @@ def f_divergence(p, q, f, *, axis=-1):
         ``"js"`` call :func:`kl_divergence` / :func:`js_divergence`, which are exact even for
         nearly equal inputs).  A callable is evaluated on the ratios ``p_i/q_i`` (which must
         not overflow, i.e. no ``p_i/q_i > 1e308`` with ``q_i > 0``); the
-        ``q_i = 0`` limit ``f'(inf)`` is estimated from ``f(t)/t`` at ``t = 1e150, 1e300``
-        (equal: that value; otherwise ``inf``).
+        ``q_i = 0`` limit ``f'(inf)`` is estimated from the last two finite values of
+        ``f(t)/t`` on ``t = 1e25, 1e50, ..., 1e300`` (equal: that value; otherwise ``inf``).
     axis : int, optional
         Axis holding the outcomes.
 
@@ -773,6 +788,9 @@ def f_divergence(p, q, f, *, axis=-1):
 
 def mutual_information(joint, *, base=None):
     r"""Mutual information :math:`I(X; Y) = D\big(p(x, y) \,\|\, p(x)\,p(y)\big)`.
+
+    The KL divergence of the product of the marginals from the joint (the expectation is
+    under the joint).
 
     Parameters
     ----------
