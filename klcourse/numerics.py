@@ -7,7 +7,11 @@ This module holds what chapter 5 measures.  Three kinds of functions live here:
   fail.  Never use them for real work; use :func:`klcourse.kl_divergence`,
   :func:`klcourse.kl_normal` and friends instead.
 * **Stable building blocks** that the chapter's exercises need: :func:`r_minus_log1p`
-  (``r - log1p(r)`` without cancellation) and :func:`kl_bernoulli`.
+  (``r - log1p(r)`` without cancellation) and :func:`kl_bernoulli`; and
+  :func:`kl_from_logits`, a per-row ``D(P || Q)`` from logits that, unlike
+  ``F.kl_div(log_softmax(z_q), softmax(z_p))``, stays finite when classes are masked with ``-inf``.
+* **Conditioning**: :func:`kl_normal_condition`, the relative condition number of the Gaussian
+  KL, which separates what the *problem* loses to rounded inputs from what an *algorithm* loses.
 * **Measurement tools**: seeded stress sets of nearly identical pairs
   (:func:`gaussian_stress_set`, :func:`discrete_stress_set`, :func:`dyadic_near_pair`),
   high-precision references in ``mpmath`` (:func:`mp_kl_normal`, :func:`mp_kl_discrete`),
@@ -69,6 +73,9 @@ __all__ = [
     "gaussian_stress_set",
     "gaussian_sweep",
     "kl_bernoulli",
+    "kl_from_logits",
+    "kl_discrete_condition",
+    "kl_normal_condition",
     "mp_kl_discrete",
     "mp_kl_normal",
     "naive_kl_bernoulli",
@@ -292,6 +299,135 @@ def _weighted_psi(weight, gap):
 def _scalar(x):
     x = np.asarray(x)
     return float(x) if x.ndim == 0 else x
+
+
+def kl_from_logits(target_logits, model_logits, dim=-1):
+    r"""``D(P || Q)`` per row for ``P = softmax(target_logits)``, ``Q = softmax(model_logits)`` (torch).
+
+    .. math:: D(P\,\|\,Q) = \sum_{i:\, p_i > 0} p_i\,(\log p_i - \log q_i),
+
+    with both log-probabilities from ``log_softmax``.  Logits may be ``-inf`` (masked classes,
+    e.g. padding or illegal actions): a class with ``p_i = 0`` contributes 0 (the convention
+    ``0 log 0 = 0``), and a class with ``p_i > 0`` but ``q_i = 0`` makes the row ``+inf``.
+    ``F.kl_div(log_softmax(model_logits), softmax(target_logits))`` returns ``nan`` as soon as one
+    class is masked in both, because it forms ``0 * (-inf)``; here the masked terms are selected
+    away with ``torch.where`` *after* the subtraction, so the forward value and the gradient with
+    respect to either set of logits stay finite (the discarded branch receives a zero gradient,
+    and ``log_softmax``'s backward pass multiplies it by ``q_i = 0``).
+
+    Parameters
+    ----------
+    target_logits, model_logits : torch.Tensor or array_like
+        Same shape; finite or ``-inf``.  NumPy input is converted to float64 tensors.
+    dim : int
+        The class axis.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape of the inputs without ``dim``; nats.  Differentiable.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, a logit is NaN or ``+inf``, or a row of ``target_logits`` or
+        ``model_logits`` is entirely ``-inf`` (no distribution).
+
+    References
+    ----------
+    PyTorch documentation of ``torch.nn.functional.kl_div`` (the elementwise
+    ``target * (log(target) - input)``); Cover & Thomas (2006), sec. 2.3 (the conventions).
+    """
+    import torch
+
+    zp, zq = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=float))
+              for x in (target_logits, model_logits))
+    if zp.shape != zq.shape:
+        raise ValueError(f"target_logits and model_logits must have the same shape, got {tuple(zp.shape)} "
+                         f"and {tuple(zq.shape)}")
+    for name, z in (("target_logits", zp), ("model_logits", zq)):
+        if torch.isnan(z).any() or (z == math.inf).any():
+            raise ValueError(f"{name} contains NaN or +inf; logits must be finite or -inf (masked)")
+        if (z == -math.inf).all(dim=dim).any():
+            raise ValueError(f"a row of {name} is entirely -inf: it defines no distribution")
+    log_p, log_q = torch.log_softmax(zp, dim), torch.log_softmax(zq, dim)
+    support = log_p > -math.inf
+    gap = torch.where(support, log_p - log_q, torch.zeros_like(log_p))  # +inf where q = 0 < p
+    terms = torch.where(torch.isinf(gap), gap, log_p.exp() * gap)  # an underflowed p still gives +inf
+    return terms.sum(dim)
+
+
+def kl_normal_condition(mu0, sigma0, mu1, sigma1, dps=DPS):
+    r"""Relative condition number of ``D(N(mu0, sigma0^2) || N(mu1, sigma1^2))`` in its four inputs.
+
+    .. math::
+
+        \kappa = \frac{\sum_j |x_j\, \partial D/\partial x_j|}{D}, \qquad
+        x = (\mu_0, \sigma_0, \mu_1, \sigma_1),
+
+    the componentwise relative condition number (Higham 2002, sec. 1.6): if every input is changed
+    by a relative amount at most ``eta``, ``D`` changes by a relative amount at most about
+    ``kappa * eta``.  No algorithm that starts from inputs rounded to float64 (relative error
+    ``u = eps/2``) can promise better than ``kappa * u``; a *backward stable* algorithm (one that
+    returns the exact ``D`` of inputs perturbed by a few ``u``) achieves a few ``kappa * u``.  With
+    ``rho = (sigma0/sigma1)^2`` and ``d = mu0 - mu1`` the terms are
+
+    ``sigma0 dD/dsigma0 = rho - 1``, ``sigma1 dD/dsigma1 = 1 - rho - d^2/sigma1^2``,
+    ``mu0 dD/dmu0 = mu0 d/sigma1^2``, ``mu1 dD/dmu1 = -mu1 d/sigma1^2``.
+
+    For equal means and ``sigma1 = sigma0 (1 + delta)`` this is about ``4/|delta|`` (``2/|delta|``
+    from each width); for equal widths and ``mu0 = 0`` it is exactly 4.  Evaluated in ``dps``-digit
+    arithmetic on the exact float64 inputs; ``inf`` where ``D = 0``.  Standard deviations.
+    """
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (mu0, sigma0, mu1, sigma1)))
+    if np.any(arrays[1] <= 0) or np.any(arrays[3] <= 0) or not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError("kl_normal_condition needs finite means and standard deviations > 0")
+    out = np.empty(arrays[0].shape)
+    with mpmath.workdps(dps):
+        half = mpmath.mpf(1) / 2
+        for idx, vals in enumerate(zip(*(x.ravel().tolist() for x in arrays), strict=True)):
+            a, b, c, e = map(mpmath.mpf, vals)
+            rho, d = (b / e) ** 2, a - c
+            kl = mpmath.log(e / b) + (b * b + d * d) / (2 * e * e) - half
+            terms = abs(rho - 1) + abs(1 - rho - d * d / (e * e)) + (abs(a) + abs(c)) * abs(d) / (e * e)
+            out.flat[idx] = math.inf if kl == 0 else float(terms / kl)
+    return _scalar(out)
+
+
+def kl_discrete_condition(p, q, dps=DPS):
+    r"""Relative condition number of ``D(p/sum p || q/sum q)`` in the ``2n`` entries of ``p`` and ``q``.
+
+    .. math::
+
+        \kappa = \frac{1}{D}\sum_j \Big(|\hat q_j - \hat p_j|
+                 + \hat p_j\,\big|\log(\hat p_j/\hat q_j) - D\big|\Big),
+        \qquad \hat p = p/\textstyle\sum p,\ \hat q = q/\textstyle\sum q,
+
+    the two terms being :math:`|q_j\,\partial D/\partial q_j|` and :math:`|p_j\,\partial D/\partial p_j|` of
+    the normalised divergence (componentwise relative condition number, as in
+    :func:`kl_normal_condition`).  For ``q = p (1 + delta z)`` both terms are of order ``delta``
+    and ``D`` of order ``delta**2``: ``kappa`` grows like ``1/delta``.  Rows of 2-D input are
+    separate pairs; ``inf`` where ``D = 0``; entries with ``p_j = 0`` contribute only their first
+    term, and ``q_j = 0 < p_j`` (``D = inf``) gives ``nan``.  Evaluated in ``dps`` digits on the
+    exact float64 inputs.
+    """
+    p2, q2 = np.atleast_2d(np.asarray(p, dtype=float)), np.atleast_2d(np.asarray(q, dtype=float))
+    p2, q2 = np.broadcast_arrays(p2, q2)
+    if np.any(p2 < 0) or np.any(q2 < 0) or not (np.all(np.isfinite(p2)) and np.all(np.isfinite(q2))):
+        raise ValueError("kl_discrete_condition needs finite, non-negative p and q")
+    out = np.empty(p2.shape[0])
+    with mpmath.workdps(dps):
+        for row, (pr, qr) in enumerate(zip(p2.tolist(), q2.tolist(), strict=True)):
+            ps, qs = mpmath.fsum(map(mpmath.mpf, pr)), mpmath.fsum(map(mpmath.mpf, qr))
+            ph, qh = [mpmath.mpf(a) / ps for a in pr], [mpmath.mpf(b) / qs for b in qr]
+            if any(a > 0 and b == 0 for a, b in zip(ph, qh, strict=True)):
+                out[row] = math.nan
+                continue
+            kl = mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(ph, qh, strict=True) if a > 0)
+            terms = mpmath.fsum(abs(b - a) + (a * abs(mpmath.log(a / b) - kl) if a > 0 else 0)
+                                for a, b in zip(ph, qh, strict=True))
+            out[row] = math.inf if kl == 0 else float(terms / kl)
+    return _scalar(out[0]) if np.ndim(p) == 1 and np.ndim(q) == 1 else out
 
 
 # ----------------------------------------------------------------------------- stress sets
@@ -601,14 +737,15 @@ SWEEP_DISCRETE_METHODS = {
 SWEEP_DELTAS = tuple(10.0 ** (-k / 2) for k in range(2, 27))
 
 
-def gaussian_sweep(deltas=SWEEP_DELTAS, n_draws=16, seed=0, methods=None):
+def gaussian_sweep(deltas=SWEEP_DELTAS, n_draws=16, seed=0, methods=None, return_params=False):
     """Gaussian pairs with ``sigma1 = sigma0 (1 +- delta)`` and equal means, scored by method.
 
     For each ``delta`` and draw: ``sigma0 = exp(U(-3, 3))``, a random sign, ``mu0 = mu1``.
     Returns ``(reference, values)``: the mpmath divergences, shape ``(len(deltas), n_draws)``,
     and ``{method: array of the same shape}`` for ``methods`` (default
     :data:`SWEEP_GAUSSIAN_METHODS`).  The draws depend only on ``len(deltas)``, ``n_draws`` and
-    ``seed``, not on the methods.
+    ``seed``, not on the methods.  With ``return_params=True`` a third item is added: the
+    parameters ``(mu0, sigma0, mu1, sigma1)``, arrays of the same shape (standard deviations).
     """
     rng = np.random.default_rng(seed)
     deltas = np.asarray(deltas, dtype=float)[:, None]
@@ -619,13 +756,14 @@ def gaussian_sweep(deltas=SWEEP_DELTAS, n_draws=16, seed=0, methods=None):
     with np.errstate(all="ignore"):
         values = {name: np.asarray(fn(m, s0, m, s1), dtype=float)
                   for name, fn in (methods or SWEEP_GAUSSIAN_METHODS).items()}
-    return reference, values
+    return (reference, values, (m, s0, m, s1)) if return_params else (reference, values)
 
 
-def discrete_sweep(deltas=SWEEP_DELTAS, n_draws=8, n_outcomes=50, seed=0):
+def discrete_sweep(deltas=SWEEP_DELTAS, n_draws=8, n_outcomes=50, seed=0, return_params=False):
     """Exactly normalised pairs (:func:`dyadic_near_pair`) at each ``delta``, scored by method.
 
-    Returns ``(reference, values)`` as :func:`gaussian_sweep`, for :data:`SWEEP_DISCRETE_METHODS`.
+    Returns ``(reference, values)`` as :func:`gaussian_sweep`, for :data:`SWEEP_DISCRETE_METHODS`;
+    with ``return_params=True`` also ``(p, q)``, shape ``(len(deltas), n_draws, n_outcomes)``.
     """
     rng = np.random.default_rng(seed)
     pairs = [[dyadic_near_pair(d, n_outcomes, rng) for _ in range(n_draws)] for d in deltas]
@@ -634,7 +772,7 @@ def discrete_sweep(deltas=SWEEP_DELTAS, n_draws=8, n_outcomes=50, seed=0):
     reference = mp_kl_discrete(p.reshape(-1, n_outcomes), q.reshape(-1, n_outcomes)).reshape(p.shape[:2])
     with np.errstate(all="ignore"):
         values = {name: np.asarray(fn(p, q), dtype=float) for name, fn in SWEEP_DISCRETE_METHODS.items()}
-    return reference, values
+    return (reference, values, (p, q)) if return_params else (reference, values)
 
 
 def float32_kl_div_sweep(deltas, n_classes=1000, n_draws=8, seed=0):

@@ -264,3 +264,136 @@ def test_float32_kl_div_sweep():
     assert err["float32 throughout"][0] < 1e-3 and err["float32 throughout"][1] > 0.1
     assert err["float32 log-probs, summed in float64"][1] > 0.1
     assert err["logits cast to float64 first"].max() < 1e-5
+
+
+# --------------------------------------------------------------------------- conditioning versus stability
+def mp_relative_sensitivity(f, x):
+    """sum_j |f(x + eta x_j e_j) - f(x)| / (eta |f(x)|): the componentwise condition number by perturbation."""
+    eta = mpmath.mpf("1e-30")
+    base = f(x)
+    total = mpmath.mpf(0)
+    for j in range(len(x)):
+        y = list(x)
+        y[j] = y[j] * (1 + eta)
+        total += abs(f(y) - base)
+    return float(total / (eta * abs(base)))
+
+
+@pytest.mark.parametrize("params", [(0.0, 1.0, 0.0, 1.0 + 1e-6), (0.3, 2.0, 0.3, 2.0 * (1 - 1e-9)),
+                                    (0.0, 1.0, 1e-9, 1.0), (1.0, 1.0, 1.0 + 1e-7, 1.0), (0.3, 1.2, -0.4, 0.9)])
+def test_kl_normal_condition_matches_mpmath_perturbation(params):
+    def kl(x):
+        a, b, c, d = x
+        return mpmath.log(d / b) + (b**2 + (a - c) ** 2) / (2 * d**2) - mpmath.mpf(1) / 2
+
+    with mpmath.workdps(80):
+        expected = mp_relative_sensitivity(kl, [mpmath.mpf(v) for v in params])
+    assert nm.kl_normal_condition(*params) == pytest.approx(expected, rel=1e-8)
+
+
+def test_kl_normal_condition_is_two_over_delta_per_width():
+    """Chapter 5: for equal means and sigma1 = sigma0 (1 + delta) each width contributes 2/delta."""
+    for delta in (1e-3, 1e-6, 1e-9):
+        assert nm.kl_normal_condition(0.7, 1.5, 0.7, 1.5 * (1 + delta)) * delta == pytest.approx(4.0, rel=2e-3)
+    assert nm.kl_normal_condition(0.0, 1.0, 1e-9, 1.0) == pytest.approx(4.0, rel=1e-12)  # equal widths, mu0 = 0
+    assert nm.kl_normal_condition(0.5, 1.0, 0.5, 1.0) == math.inf
+    with pytest.raises(ValueError):
+        nm.kl_normal_condition(0.0, -1.0, 0.0, 1.0)
+
+
+def test_kl_discrete_condition_matches_mpmath_perturbation():
+    rng = np.random.default_rng(11)
+    for delta in (1e-2, 1e-7):
+        p, q = nm.dyadic_near_pair(delta, 12, rng)
+
+        def kl(x):
+            ps, qs = mpmath.fsum(x[:12]), mpmath.fsum(x[12:])
+            return mpmath.fsum(a / ps * mpmath.log((a / ps) / (b / qs)) for a, b in zip(x[:12], x[12:], strict=True))
+
+        with mpmath.workdps(80):
+            expected = mp_relative_sensitivity(kl, [mpmath.mpf(v) for v in (*p, *q)])
+        assert nm.kl_discrete_condition(p, q) == pytest.approx(expected, rel=1e-8)
+        assert 0.5 / delta < nm.kl_discrete_condition(p, q) < 20 / delta
+    assert math.isnan(nm.kl_discrete_condition([0.5, 0.5], [1.0, 0.0]))
+    assert nm.kl_discrete_condition([[0.5, 0.5]], [[0.5, 0.5]])[0] == math.inf
+
+
+def test_torch_is_backward_stable_near_equal_widths_and_the_textbook_is_not():
+    """Error / (kappa u) at sigma ratio 1 +- delta: a few at most for torch.distributions, huge for the textbook."""
+    deltas = (1e-4, 1e-8, 1e-12)
+    ref, vals, params = nm.gaussian_sweep(deltas, n_draws=8, return_params=True)
+    m0, s0, m1, s1 = params
+    assert np.array_equal(m0, m1) and np.allclose(np.abs(s1 / s0 - 1), np.array(deltas)[:, None], rtol=1e-3)
+    assert np.array_equal(nm.mp_kl_normal(*params), ref)
+    kappa_u = nm.kl_normal_condition(*params) * EPS / 2
+    ratio = {k: nm.relative_errors(v, ref) / kappa_u for k, v in vals.items()}
+    assert np.max(ratio["torch.distributions (float64)"]) < 5
+    assert np.median(ratio["textbook formula"][1:]) > 1e5
+
+
+def test_torch_returns_zero_for_equal_widths_and_a_tiny_mean_gap():
+    """A well-conditioned problem (kappa = 4) that torch.distributions gets 100 % wrong; kl_normal does not."""
+    exact = nm.mp_kl_normal(0.0, 1.0, 1e-9, 1.0)
+    assert exact == pytest.approx(5e-19, rel=1e-12)
+    assert nm.torch_kl_normal(0.0, 1.0, 1e-9, 1.0).item() == 0.0
+    assert kl_normal(0.0, 1.0, 1e-9, 1.0) == pytest.approx(exact, rel=1e-15)
+
+
+# --------------------------------------------------------------------------- masked logits
+def mp_kl_from_logits(zp, zq):
+    """D(softmax(zp) || softmax(zq)) in mpmath; -inf logits are classes of probability 0."""
+    with mpmath.workdps(50):
+        def probs(z):
+            e = [mpmath.mpf(0) if v == -math.inf else mpmath.exp(mpmath.mpf(v)) for v in z]
+            s = mpmath.fsum(e)
+            return [x / s for x in e]
+
+        p, q = probs(zp), probs(zq)
+        if any(a > 0 and b == 0 for a, b in zip(p, q, strict=True)):
+            return math.inf
+        return float(mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(p, q, strict=True) if a > 0))
+
+
+def test_kl_from_logits_with_masked_classes_where_f_kl_div_gives_nan():
+    import torch
+    import torch.nn.functional as F
+
+    ninf = -math.inf
+    zp = torch.tensor([[1.0, 0.5, -0.5, ninf, ninf], [0.0, 2.0, ninf, 1.0, -1.0]], dtype=torch.float64)
+    zq = torch.tensor([[0.2, 0.1, 0.0, ninf, 3.0], [0.5, 1.0, ninf, ninf, 0.0]], dtype=torch.float64,
+                      requires_grad=True)
+    # the old route: nan as soon as a class is masked in both
+    assert torch.isnan(F.kl_div(torch.log_softmax(zq, -1), torch.softmax(zp, -1), reduction="none").sum(-1)).all()
+    value = nm.kl_from_logits(zp, zq)
+    assert value.shape == (2,)
+    assert value[0].item() == pytest.approx(mp_kl_from_logits(zp[0].tolist(), zq[0].tolist()), rel=1e-13)
+    assert value[1].item() == math.inf  # P allows class 4, which Q masks
+    value[0].backward()
+    assert torch.isfinite(zq.grad).all()
+    # gradient: the same as for the unmasked sub-problem (classes 0-2 and 4 of row 0)
+    keep = [0, 1, 2, 4]
+    sub = zq.detach()[0, keep].clone().requires_grad_(True)
+    p_sub = torch.softmax(zp[0, keep], -1)
+    (p_sub * (torch.log(p_sub.clamp_min(1e-300)) - torch.log_softmax(sub, -1))).sum().backward()
+    np.testing.assert_allclose(zq.grad[0, keep].numpy(), sub.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert zq.grad[0, 3].item() == 0.0
+
+
+def test_kl_from_logits_agrees_with_kl_divergence_and_rejects_bad_input():
+    rng = np.random.default_rng(12)
+    zp, zq = rng.normal(0, 2, (3, 7)), rng.normal(0, 2, (3, 7))
+    expected = kl_divergence(softmax(zp, axis=-1), softmax(zq, axis=-1))
+    np.testing.assert_allclose(nm.kl_from_logits(zp, zq).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(nm.kl_from_logits(zp.T, zq.T, dim=0).numpy(), expected, rtol=1e-12)
+    for bad in ((zp, zq[:, :6]), (np.full(3, np.nan), np.zeros(3)), (np.zeros(3), np.array([0.0, np.inf, 0.0])),
+                (np.full(3, -np.inf), np.zeros(3)), (np.zeros(3), np.full(3, -np.inf))):
+        with pytest.raises(ValueError):
+            nm.kl_from_logits(*bad)
+
+
+def test_rel_entr_error_stays_within_the_discrete_condition_number():
+    ref, vals, (p, q) = nm.discrete_sweep((1e-3, 1e-7, 1e-11), n_draws=3, n_outcomes=20, return_params=True)
+    kappa = nm.kl_discrete_condition(p.reshape(-1, 20), q.reshape(-1, 20)).reshape(ref.shape)
+    ratio = {k: nm.relative_errors(v, ref) / (kappa * EPS / 2) for k, v in vals.items()}
+    assert np.max(ratio["SciPy rel_entr(p, q).sum()"]) < 10
+    assert np.median(ratio["textbook sum(p log(p/q))"][1:]) > 1e3
