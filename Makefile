@@ -9,7 +9,7 @@ NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 NPM_PACKAGES := katex@0.16.22 axe-core@4.14.1
 NB_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
-.PHONY: help venv book book-student test test-unit test-notebooks test-build test-site lab lint bench chromium clean
+.PHONY: help venv book book-student test test-unit test-notebooks test-build test-site lab lint bench chromium bubblewrap clean
 
 help:
 	@echo "make book          build the website into _build/html"
@@ -46,6 +46,18 @@ chromium:
 	fi
 	@/usr/bin/chromium --headless --no-sandbox --version 2>/dev/null || { echo "/usr/bin/chromium does not run"; exit 1; }
 
+# Debian's bubblewrap: the grader runs each submission in its own sandbox (PID namespace, no network, read-only
+# system). The grader falls back to plain processes (and says UNSANDBOXED) where bwrap cannot run.
+bubblewrap:
+	@if ! command -v bwrap >/dev/null; then \
+		echo "Installing Debian's bubblewrap for the grader's sandbox"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq bubblewrap >/dev/null; \
+	fi
+	@bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true 2>/dev/null \
+		|| echo "bwrap cannot create namespaces here: the grader's tests check its UNSANDBOXED fallback"
+
 book: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter-book build . --keep-going
 	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
@@ -62,7 +74,7 @@ lab: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check klcourse tests benchmarks
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) bubblewrap
 	$(BIN)/python -m pytest tests --ignore=tests/site -q -n 2
 
 test-notebooks: $(STAMP)

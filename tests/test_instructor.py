@@ -1,10 +1,10 @@
 """Instructor tools end to end: student editions leak no solution, the grader survives hostile submissions."""
 
-import copy
 import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -23,7 +23,7 @@ from klcourse.student import (
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = chapter_notebooks(ROOT / "book")
-HOSTILE_CHAPTER = "definitions"  # a quick chapter: each hostile case executes all of it
+HOSTILE_CHAPTER = "definitions"  # a quick chapter (the hostile suite is tests/test_grading_hostile.py)
 
 
 def src(cell):
@@ -40,6 +40,7 @@ def test_placeholders_cover_what_the_solution_defines():
     assert defined_names(code) == ["kl", "answer", "other", "x"]
     assert "kl = ...\nanswer = ...\nother = ...\nx = ..." in placeholder_source(code)
     assert defined_names("answer = (") == []
+    assert defined_names("_ = plt.plot([1])\n_tmp = 3\nanswer = 1") == ["answer"]  # no `_ = ...` placeholder
 
 
 def test_student_edition_of_every_chapter_has_no_solution_text(tmp_path):
@@ -63,6 +64,8 @@ def test_student_edition_of_every_chapter_has_no_solution_text(tmp_path):
         assert src(student.cells[0]) == src(instructor.cells[0])
         registered = {e.id for e in list_exercises(slug)}
         assert set(student.metadata["klcourse"]["exercises"]) == registered
+        assert "folded solution" not in student_raw  # there is none in the student edition
+        assert "\n_ = ..." not in student_raw and '"_ = ...' not in student_raw
 
 
 def test_selected_exercises_only(tmp_path):
@@ -96,28 +99,9 @@ def test_cli_lists_exercises():
 
 
 # ------------------------------------------------------------------------------------------- grading
-def _student_nb(slug):
-    return make_student_notebook(nbformat.read(CHAPTERS[slug], as_version=4))
-
-
 def _instructor_nb(slug):
     nb = nbformat.read(CHAPTERS[slug], as_version=4)
     nb.metadata["klcourse"] = {"exercises": [e.id for e in list_exercises(slug)]}
-    return nb
-
-
-def _with_cell(nb, code, before_check=0):
-    nb = copy.deepcopy(nb)
-    index = nb.cells.index(check_cells(nb)[before_check])
-    nb.cells.insert(index, nbformat.v4.new_code_cell(code))
-    return nb
-
-
-def _broken_first_solution(nb):
-    """The first solution cell replaced by a syntax error that would have defined the same name."""
-    nb = copy.deepcopy(nb)
-    cell = next(c for c in nb.cells if "solution" in c.metadata.get("tags", []))
-    cell.source = f"{defined_names(src(cell))[0]} = ("
     return nb
 
 
@@ -128,127 +112,26 @@ def read_rows(path):
 
 @pytest.fixture(scope="module")
 def instructor_grades(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("instructor")
-    for slug in CHAPTERS:
-        nbformat.write(_instructor_nb(slug), folder / f"{slug}.ipynb")
-    out = folder / "grades.csv"
-    grade([folder], out, timeout=300, jobs=2, progress=False)
-    return read_rows(out)
+    """Every chapter's instructor notebook graded through the sandbox and the data channel."""
+    from test_grading_hostile import shared
+
+    def compute(folder):
+        (folder / "subs").mkdir()
+        for slug in CHAPTERS:
+            nbformat.write(_instructor_nb(slug), folder / "subs" / f"{slug}.ipynb")
+        out = folder / "grades.csv"
+        grade([folder / "subs"], out, exercises=[e.id for e in list_exercises()], timeout=120, limit=400,
+              jobs=2, progress=False)
+        return read_rows(out)
+
+    return shared(tmp_path_factory, "instructor-notebooks", compute)
 
 
 def test_every_instructor_notebook_passes_every_check(instructor_grades):
-    failed = [(r["submission"], r["exercise"], r["message"]) for r in instructor_grades if r["passed"] != "True"]
+    own = [r for r in instructor_grades if r["exercise"].split(".")[0] == r["student"]]
+    failed = [(r["exercise"], r["message"]) for r in own if r["passed"] != "True"]
     assert not failed
-    assert {r["exercise"] for r in instructor_grades} == {e.id for e in list_exercises()}
-
-
-@pytest.fixture(scope="module")
-def hostile_grades(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hostile")
-    good = _instructor_nb(HOSTILE_CHAPTER)
-    cases = {
-        "instructor": good,
-        "untouched-student": _student_nb(HOSTILE_CHAPTER),
-        "infinite-loop": _with_cell(good, "while True:\n    pass", before_check=1),
-        "os-exit": _with_cell(good, "import os\nos._exit(3)", before_check=1),
-        "segfault": _with_cell(good, "import ctypes\nctypes.string_at(0)", before_check=1),
-        "syntax-error": _broken_first_solution(good),
-        "redefines-check": _with_cell(_student_nb(HOSTILE_CHAPTER), "def check(*args, **kwargs):\n    return True"),
-        "monkeypatch": _with_cell(good, "import klcourse.exercises.core as core\ncore._REGISTRY.clear()"),
-    }
-    deleted = copy.deepcopy(good)
-    deleted.cells.remove(check_cells(deleted)[-1])
-    cases["deleted-check"] = deleted
-    for name, nb in cases.items():
-        nbformat.write(nb, folder / f"{name}.ipynb")
-    (folder / "essay.txt").write_text("I did not do the homework")
-    (folder / "broken.ipynb").write_text("{ this is not json")
-    out = folder / "grades.csv"
-    grade([folder], out, timeout=20, jobs=2, exercises=[e.id for e in list_exercises(HOSTILE_CHAPTER)],
-          progress=False)
-    rows = read_rows(out)
-    summary = {r["submission"]: r for r in read_rows(out.with_name("grades_summary.csv"))}
-    return rows, summary
-
-
-def by_submission(rows, name):
-    return {r["exercise"]: r for r in rows if r["submission"] == f"{name}.ipynb" or r["submission"] == name}
-
-
-def test_gradebook_has_a_row_per_submission_and_exercise(hostile_grades):
-    rows, summary = hostile_grades
-    ids = [e.id for e in list_exercises(HOSTILE_CHAPTER)]
-    assert len(summary) == 11
-    for sub in summary:
-        assert [r["exercise"] for r in rows if r["submission"] == sub] == ids
-    assert summary["instructor.ipynb"]["score"] == str(len(ids))
-
-
-def test_untouched_student_edition_is_not_answered(hostile_grades):
-    rows, _ = hostile_grades
-    assert {r["status"] for r in by_submission(rows, "untouched-student").values()} == {"not answered"}
-
-
-def test_infinite_loop_is_cut_and_the_rest_graded(hostile_grades):
-    rows, summary = hostile_grades
-    graded = by_submission(rows, "infinite-loop")
-    assert all(r["passed"] == "True" for r in graded.values())
-    assert "Timeout" in summary["infinite-loop.ipynb"]["notes"]
-
-
-@pytest.mark.parametrize("name", ["os-exit", "segfault"])
-def test_crash_keeps_earlier_results(hostile_grades, name):
-    rows, summary = hostile_grades
-    graded = list(by_submission(rows, name).values())
-    assert graded[0]["passed"] == "True"
-    assert all(r["passed"] == "False" and "kernel died" in r["message"] for r in graded[1:])
-    assert "kernel died" in summary[f"{name}.ipynb"]["notes"]
-
-
-def test_syntax_error_is_recorded_and_other_exercises_graded(hostile_grades):
-    rows, summary = hostile_grades
-    graded = list(by_submission(rows, "syntax-error").values())
-    assert graded[0]["passed"] == "False"
-    assert all(r["passed"] == "True" for r in graded[1:])
-    assert "syntax" in summary["syntax-error.ipynb"]["notes"]
-
-
-def test_redefined_check_cannot_fake_a_pass(hostile_grades):
-    rows, summary = hostile_grades
-    assert {r["status"] for r in by_submission(rows, "redefines-check").values()} == {"not answered"}
-    assert "redefines check" in summary["redefines-check.ipynb"]["notes"]
-
-
-def test_monkeypatching_the_checker_voids_the_submission(hostile_grades):
-    rows, summary = hostile_grades
-    assert {r["status"] for r in by_submission(rows, "monkeypatch").values()} == {"tampered"}
-    assert "tampering" in summary["monkeypatch.ipynb"]["notes"]
-
-
-def test_deleted_check_cell(hostile_grades):
-    rows, _ = hostile_grades
-    graded = list(by_submission(rows, "deleted-check").values())
-    assert graded[-1]["status"] == "missing"
-    assert all(r["passed"] == "True" for r in graded[:-1])
-
-
-@pytest.mark.parametrize("name", ["essay.txt", "broken.ipynb"])
-def test_files_that_are_not_notebooks(hostile_grades, name):
-    rows, summary = hostile_grades
-    graded = by_submission(rows, name)
-    assert graded and all(r["status"] == "error" and "not a valid notebook" in r["message"] for r in graded.values())
-    assert summary[name]["score"] == "0"
-
-
-def test_gradebook_is_written_atomically_and_always(tmp_path):
-    out = tmp_path / "grades.csv"
-    (tmp_path / "junk.ipynb").write_text("nope")
-    grade([tmp_path / "junk.ipynb"], out, timeout=5, progress=False)
-    assert read_rows(out)[0]["status"] == "error"
-    assert read_rows(out)[0]["exercise"] == "*"  # alone, nobody knows what was assigned
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".grades")]
-    with pytest.raises(ValueError, match="no such submission"):
-        grade([tmp_path / "missing.ipynb"], out, progress=False)
+    assert {r["exercise"] for r in own} == {e.id for e in list_exercises()}
 
 
 def test_student_book_has_every_page_of_the_toc(tmp_path):
@@ -263,11 +146,203 @@ def test_student_book_has_every_page_of_the_toc(tmp_path):
     assert "html_copy_source: false" in config and "launch_buttons" not in config
 
 
-def test_unreadable_submission_gets_the_class_assignment(tmp_path):
-    from klcourse.grading import Row, Submission, _assign_unreadable
+# ------------------------------------------------------------------------------------------- student editions: safety
+def test_student_edition_refuses_the_instructor_folder(tmp_path):
+    from klcourse.student import default_book_dir
 
-    ok = Submission("a.ipynb", ["x.one", "x.two"], [Row("a.ipynb", "x.one", True, "correct", "")] * 2)
-    bad = Submission("b.txt", [], [Row("b.txt", "*", False, "error", "not a valid notebook")])
-    _assign_unreadable([ok, bad])
-    assert bad.assigned == ["x.one", "x.two"]
-    assert [(r.exercise, r.passed) for r in bad.rows] == [("x.one", False), ("x.two", False)]
+    for target in (default_book_dir(), default_book_dir().parent, ROOT / "book"):
+        with pytest.raises(ValueError, match="instructor notebooks"):
+            write_student_edition(target, chapters=[HOSTILE_CHAPTER])
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    nbformat.write(nbformat.read(CHAPTERS[HOSTILE_CHAPTER], as_version=4), mixed / "copy.ipynb")
+    with pytest.raises(ValueError, match="instructor notebooks"):
+        write_student_edition(mixed, chapters=[HOSTILE_CHAPTER])
+    written = write_student_edition(tmp_path / "ok", chapters=[HOSTILE_CHAPTER])
+    assert written and write_student_edition(tmp_path / "ok", chapters=[HOSTILE_CHAPTER])  # its own output is fine
+
+
+def test_student_edition_text_points_at_no_folded_solution():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("Each exercise ends with a check cell. Replace the solution with your "
+                                              "own answer (or open the folded solution) and run\nthe check."),
+                nbformat.v4.new_markdown_cell("Each exercise has a folded solution and a check cell; `check` says.")]
+    text = "\n".join(src(c) for c in make_student_notebook(nb).cells)
+    assert "folded" not in text
+    assert "Replace each `...` with your own answer and run" in text
+    assert "Each exercise has a check cell;" in text
+
+
+# ------------------------------------------------------------------------------------------- answers as data
+def test_answers_travel_as_validated_data():
+    import base64
+    import io
+
+    import numpy as np
+
+    from klcourse.instructor.datacodec import MAX_ELEMENTS, DataError, decode, encode
+
+    for value in (0.25, 3, "equal", (np.array([0.2, 0.8]), 1.5), [1, 2.0], float("inf"), np.arange(6.0).reshape(2, 3)):
+        back = decode(json.loads(json.dumps(encode(value))))
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(back, value) and back.shape == value.shape
+        elif isinstance(value, tuple):
+            assert isinstance(back, tuple) and np.array_equal(back[0], value[0]) and back[1] == value[1]
+        else:
+            assert back == value and type(back) is type(value)
+    with pytest.raises(DataError):
+        encode(np.zeros(MAX_ELEMENTS + 1))
+    with pytest.raises(DataError):
+        encode(object())
+    buf = io.BytesIO()
+    np.save(buf, np.array([object()], dtype=object), allow_pickle=True)  # a pickle inside .npy
+    with pytest.raises(DataError):
+        decode({"t": "npy", "v": base64.b64encode(buf.getvalue()).decode()})
+    for forged in ({"t": "float", "v": [1]}, {"passed": True}, {"t": "int", "v": True}, "x", {"t": "eval", "v": "1"}):
+        with pytest.raises(DataError):
+            decode(forged)
+
+
+# ------------------------------------------------------------------------------------------- identities
+def test_identities_from_folders_canvas_names_and_stems(tmp_path):
+    from klcourse.instructor.grading import identify
+
+    roster = [{"id": "doejane", "canvas_id": "12345"}, {"id": "s2", "canvas_id": ""}, {"id": "lee", "canvas_id": ""}]
+    root = tmp_path
+    assert identify(str(root / "doejane_12345_67890_hw1.ipynb"), root, roster) == ("doejane", None)
+    assert identify(str(root / "janie_12345_67890_hw1.ipynb"), root, roster)[0] == "doejane"  # by canvas id
+    assert identify(str(root / "doejane_LATE_12345_67890_hw1-1.ipynb"), root, roster)[0] == "doejane"
+    assert identify(str(root / "s2" / "anything.ipynb"), root, roster) == ("s2", None)
+    assert identify(str(root / "lee_part2.ipynb"), root, roster) == ("lee", None)
+    sid, note = identify(str(root / "stranger.ipynb"), root, roster)
+    assert sid.startswith("unknown:") and "roster" in note
+    assert identify(str(root / "smith_777_888_hw.ipynb"), root, []) == ("smith", None)
+
+
+# ------------------------------------------------------------------------------------------- variants
+def test_variants_differ_between_students_and_are_reproducible():
+    from klcourse.instructor.variants import VARIANTS, variant_data
+
+    assert len(VARIANTS) >= 3
+    for exercise in VARIANTS:
+        datas = [json.dumps(variant_data("secret", f"s{i}", exercise)) for i in range(12)]
+        assert len(set(datas)) >= 8, exercise
+        assert datas[0] == json.dumps(variant_data("secret", "s0", exercise))
+        assert datas[0] != json.dumps(variant_data("other secret", "s0", exercise))
+
+
+def test_variant_checkers_judge_the_students_own_data():
+    """Expected values from independent formulas (NumPy sums, the closed form written out here)."""
+    import math
+
+    import numpy as np
+
+    from klcourse.instructor.variants import judge, variant_data
+
+    def kl(p, q, log=np.log):
+        p, q = np.asarray(p), np.asarray(q)
+        return float(np.sum(p * log(p / q)))
+
+    for student in ("ann", "bob", "cyd"):
+        d = variant_data("s3cret", student, "definitions.kl-in-bits")
+        other = variant_data("s3cret", student + "x", "definitions.kl-in-bits")
+        assert judge("definitions.kl-in-bits", d, kl(d["P"], d["Q"], np.log2)).passed
+        assert not judge("definitions.kl-in-bits", d, kl(other["P"], other["Q"], np.log2)).passed
+        assert judge("definitions.kl-in-bits", d, kl(d["P"], d["Q"])).misconception == "nats"
+        g = variant_data("s3cret", student, "gaussians.kl-by-hand")
+        closed = (math.log(g["s1"] / g["s0"]) + (g["s0"] ** 2 + (g["m0"] - g["m1"]) ** 2) / (2 * g["s1"] ** 2)
+                  - 0.5)
+        assert judge("gaussians.kl-by-hand", g, closed).passed
+        assert judge("gaussians.kl-by-hand", g, closed + 0.5).misconception in ("forgot-constant", None)
+        a = variant_data("s3cret", student, "asymmetry.both-directions")
+        both = np.array([kl(a["P"], a["Q"]), kl(a["Q"], a["P"])])
+        assert judge("asymmetry.both-directions", a, both).passed
+        assert judge("asymmetry.both-directions", a, both[::-1]).misconception == "swapped"
+
+
+def test_assign_writes_a_private_manifest_and_personal_notebooks(tmp_path):
+    from klcourse.instructor.variants import variant_data
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name,canvas_id\nann,Ann A,111\nbob,Bob B,222\n")
+    out = subprocess.run([sys.executable, "-m", "klcourse.cli", "assign", str(tmp_path / "handout"),
+                          "--exercises", "definitions.kl-in-bits,gaussians.kl-by-hand", "definitions.triangle",
+                          "--points", "2", "3", "1", "--title", "HW 2", "--due", "2026-12-18",
+                          "--manifest", str(tmp_path / "private" / "hw2.json"), "--roster", str(roster)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "private" / "hw2.json").read_text())
+    assert [(e["id"], e["points"], e["variant"]) for e in manifest["exercises"]] == [
+        ("definitions.kl-in-bits", 2.0, True), ("gaussians.kl-by-hand", 3.0, True),
+        ("definitions.triangle", 1.0, False)]
+    assert oct((tmp_path / "private" / "hw2.json").stat().st_mode)[-3:] == "600"
+    for student in ("ann", "bob"):
+        files = sorted(p.name for p in (tmp_path / "handout" / student).iterdir())
+        assert files == ["01_definitions.ipynb", "03_gaussians.ipynb"]
+        raw = (tmp_path / "handout" / student / "01_definitions.ipynb").read_text()
+        assert manifest["secret"] not in raw
+        d = variant_data(manifest["secret"], student, "definitions.kl-in-bits")
+        shown = "(" + ", ".join(f"{v:g}" for v in d["P"]) + ")"
+        assert f"$P = {shown}$" in raw and "Your data for this exercise" in raw
+        assert "$P = (0.7, 0.2, 0.1)$" not in raw  # the statement shows the student's own numbers
+        nb = nbformat.read(tmp_path / "handout" / student / "03_gaussians.ipynb", as_version=4)
+        assert "\\mathcal N(1, 2^2)" not in "".join(src(c) for c in nb.cells if "kl-by-hand" in src(c))
+    with pytest.raises(ValueError, match="secret"):
+        from klcourse.instructor.assign import make_assignment
+
+        make_assignment(["definitions.triangle"], tmp_path / "h", tmp_path / "h" / "m.json", title="x")
+
+
+def test_cli_grade_writes_every_output(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from klcourse import check\nanswer = 'equal'"),
+                nbformat.v4.new_code_cell('check("definitions.predict-symmetry", answer)')]
+    nbformat.write(nb, subs / "ann.ipynb")
+    (subs / "bob.ipynb").write_text("not a notebook")
+    out = subprocess.run([sys.executable, "-m", "klcourse.cli", "grade", str(subs), "--out",
+                          str(tmp_path / "g" / "grades.csv"), "--exercises", "definitions.predict-symmetry",
+                          "definitions.gibbs-figure", "--timeout", "10", "--limit", "20", "--quiet"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "ann  1/2" in out.stdout and "bob  0/2" in out.stdout
+    names = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert names == ["grades.csv", "grades_canvas.csv", "grades_feedback", "grades_report.html",
+                     "grades_summary.csv"]
+    assert sorted(p.name for p in (tmp_path / "g" / "grades_feedback").iterdir()) == ["ann.html", "bob.html"]
+
+
+# ------------------------------------------------------------------------------------------- the sandbox
+def test_sandbox_isolation_or_loud_fallback():
+    from klcourse.instructor import sandbox
+
+    probe = ("import os, socket, pathlib\n"
+             "from klcourse.student import default_book_dir\n"
+             "print('book', default_book_dir().exists())\n"
+             "print('pids', len([p for p in os.listdir('/proc') if p.isdigit()]))\n"
+             "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('net yes')\n"
+             "except OSError:\n    print('net no')\n"
+             "try:\n    open(pathlib.Path(default_book_dir()).parent / 'x', 'w'); print('write yes')\n"
+             "except OSError:\n    print('write no')\n")
+    result = sandbox.run([sys.executable, "-c", probe], limits=sandbox.Limits(wall=30))
+    out = result.channels["stdout"].decode()
+    if sandbox.bwrap_available():
+        assert result.sandboxed
+        assert "book False" in out and "net no" in out and "write no" in out
+        assert int(out.split("pids ")[1].split()[0]) <= 3  # its own PID namespace
+    else:
+        assert not result.sandboxed and sandbox.UNSANDBOXED.startswith("UNSANDBOXED")
+    assert not (ROOT / "x").exists()
+
+
+def test_a_run_is_killed_whole_at_its_limit():
+    from klcourse.instructor import sandbox
+
+    code = ("import subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+            "print('started', flush=True)\ntime.sleep(60)\n")
+    start = time.monotonic()
+    result = sandbox.run([sys.executable, "-c", code], limits=sandbox.Limits(wall=3))
+    assert result.timed_out and time.monotonic() - start < 3 + 3
+    assert result.channels["stdout"] == b"started\n"

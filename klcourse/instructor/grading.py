@@ -1,0 +1,541 @@
+"""Grade submitted notebooks: the student's code produces data, the grader decides.
+
+For each submission the grader
+
+1. reads the file itself (a file that is not a notebook is recorded as such, never run);
+2. runs it in a sandbox (:mod:`klcourse.instructor.sandbox`: bubblewrap when available, with its own PID
+   namespace, no network, no view of the book, the other submissions, the manifest or the gradebook) with a hard
+   wall-clock limit, through :mod:`klcourse.instructor.worker`, which sends every ``check("id", answer)`` call to a
+   recorder that serialises the *answer* as plain data; a function answer is called on cases the grader chose —
+   hidden ones included — and only its outputs come back;
+3. decides every verdict in its own process: :func:`klcourse.exercises.evaluate` on the decoded data, the
+   variant's checker rebuilt from the manifest's secret and the student's id, or the function checker's
+   ``judge`` on the outputs.
+
+The denominator (exercises and points), the identities and the per-student data come from the manifest written by
+``klcourse assign`` and its roster, never from the notebook: deleting a check cell or editing the metadata leaves
+the exercise assigned and unanswered. A forged channel can only claim *some answer*.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from klcourse.instructor import datacodec, sandbox
+from klcourse.instructor.sandbox import UNSANDBOXED
+
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+#: Canvas download names: ``<login>[_LATE]_<canvas user id>_<submission id>_<original name>``
+CANVAS_NAME = re.compile(r"^(?P<login>[A-Za-z0-9-]+?)(?:_LATE)?_(?P<canvas>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
+
+
+# ------------------------------------------------------------------------------------------ data model
+@dataclass
+class Assignment:
+    title: str
+    points: dict  # exercise id -> points, in order
+    variants: set = field(default_factory=set)
+    secret: str | None = None
+    roster: list = field(default_factory=list)
+    due: str = ""
+    source: str = "manifest"
+
+    @property
+    def exercises(self) -> list[str]:
+        return list(self.points)
+
+    @property
+    def hidden_seed(self) -> int | None:
+        if not self.secret:
+            return None
+        from klcourse.instructor.variants import seed_for
+
+        return seed_for(self.secret, "", "hidden-cases") % 2**31
+
+    @classmethod
+    def from_manifest(cls, data: dict) -> Assignment:
+        return cls(title=data.get("title", "assignment"), due=data.get("due", ""), secret=data.get("secret"),
+                   points={e["id"]: float(e.get("points", 1)) for e in data["exercises"]},
+                   variants={e["id"] for e in data["exercises"] if e.get("variant")},
+                   roster=list(data.get("roster") or []))
+
+
+@dataclass
+class Row:
+    """One gradebook line: a student's result on one exercise."""
+
+    student: str
+    exercise: str
+    points: float
+    max_points: float
+    passed: bool
+    status: str
+    misconception: str
+    message: str
+    submission: str = ""
+
+
+@dataclass
+class StudentResult:
+    student: str
+    info: dict = field(default_factory=dict)  # roster entry
+    submissions: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def points(self) -> float:
+        return sum(r.points for r in self.rows)
+
+    @property
+    def max_points(self) -> float:
+        return sum(r.max_points for r in self.rows)
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    student: str
+    error: str | None = None
+    answers: dict = field(default_factory=dict)  # exercise id -> record
+    events: list = field(default_factory=list)
+    finished: bool = False
+    timed_out: bool = False
+    sandboxed: bool = True
+    elapsed: float = 0.0
+    check_ids: list = field(default_factory=list)
+
+
+@dataclass
+class GradeRun:
+    assignment: Assignment
+    students: list
+    files: list
+    sandboxed: bool
+    outputs: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------ identities
+def expand_submissions(paths) -> list[tuple[str, Path]]:
+    """``(path, folder given)`` for files named directly and every non-hidden file under named folders."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            out += [(str(f), p) for f in files]
+        elif p.exists():
+            out.append((str(p), p.parent))
+        else:
+            raise ValueError(f"no such submission: {p}")
+    return out
+
+
+def identify(path: str, root: Path, roster: list) -> tuple[str, str | None]:
+    """The student a file belongs to, and a note when it is not on the roster.
+
+    Per-student folders (``root/<id>/…``), Canvas names (``login_12345_67890_file.ipynb``: the canvas id or the
+    login), or a file named after the id (``<id>.ipynb``, ``<id>_hw1.ipynb``).
+    """
+    p = Path(path)
+    rel = p.relative_to(root) if p.is_relative_to(root) else Path(p.name)
+    candidates = []
+    if len(rel.parts) > 1:
+        candidates.append(("folder", rel.parts[0]))
+    match = CANVAS_NAME.match(p.name)
+    if match:
+        candidates += [("canvas", match["canvas"]), ("login", match["login"])]
+    candidates.append(("stem", p.stem))
+    if not roster:
+        for kind, value in candidates:
+            if kind != "canvas":
+                return value, None
+    by_id = {s["id"].lower(): s["id"] for s in roster}
+    by_canvas = {s.get("canvas_id"): s["id"] for s in roster if s.get("canvas_id")}
+    for kind, value in candidates:
+        if kind == "canvas" and value in by_canvas:
+            return by_canvas[value], None
+        if kind != "canvas" and value.lower() in by_id:
+            return by_id[value.lower()], None
+    stem = p.stem.lower()
+    for key, sid in by_id.items():
+        if stem.startswith(key + "_") or stem.startswith(key + "-"):
+            return sid, None
+    return f"unknown:{rel.as_posix()}", f"{rel.as_posix()} matches no student on the roster"
+
+
+# ------------------------------------------------------------------------------------------ function cases
+@dataclass
+class FunctionJob:
+    spec: dict  # what the sandbox receives
+    judge: object  # outputs -> Verdict
+
+
+def function_job(exercise_id: str, seed: int | None) -> FunctionJob:
+    """What the sandbox needs to call a function answer (hidden cases from ``seed``), and how to judge it.
+
+    With the checker protocol (``checker.cases(seed)``, ``checker.judge(outputs, cases)``) the sandbox
+    regenerates the same cases from the seed and returns the outputs; the grader judges them. Without it,
+    the cases are found by calling the checker on a probe that records its arguments, sent as data, and judged
+    by calling the checker on a function that replays the recorded outputs.
+    """
+    from klcourse.exercises import get_exercise
+
+    checker = get_exercise(exercise_id).checker
+    allowed = list(getattr(checker, "allowed", ()) or ())
+    if hasattr(checker, "cases") and hasattr(checker, "judge"):
+        cases = list(checker.cases(seed=seed))
+        return FunctionJob({"protocol": True, "seed": seed, "allowed": allowed},
+                           lambda outputs: checker.judge(outputs, cases))
+    calls = []
+
+    def probe(*args, **kwargs):
+        calls.append((tuple(args), tuple(kwargs.items())))
+        return 0.0
+
+    try:
+        checker(probe)
+    except Exception:
+        pass
+    encoded = datacodec.encode(calls)
+    decoded = datacodec.decode(encoded)  # exactly what the sandbox sees
+
+    def judge(outputs):
+        def replay(*args, **kwargs):
+            for (c_args, c_kwargs), out in zip(decoded, outputs, strict=False):
+                if _same((args, tuple(kwargs.items())), (c_args, tuple(map(tuple, c_kwargs)))):
+                    if isinstance(out, str) and out.startswith("raised "):
+                        name, _, message = out[7:].partition(": ")
+                        raise type(name if name.isidentifier() else "Error", (Exception,), {})(message)
+                    return out
+            raise LookupError("this input was not evaluated")
+
+        replay.__name__ = replay.__qualname__ = "answer"
+        replay.__module__ = "__main__"
+        return checker(replay)
+
+    return FunctionJob({"protocol": False, "cases": encoded, "allowed": allowed}, judge)
+
+
+def _same(a, b) -> bool:
+    import numpy as np
+
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    a, b = (x.detach().cpu().numpy() if hasattr(x, "detach") else x for x in (a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    try:
+        return bool(a == b) or (a != a and b != b)
+    except Exception:
+        return False
+
+
+# ------------------------------------------------------------------------------------------ one file
+def _read_notebook(path: str) -> tuple[dict | None, str | None]:
+    import nbformat
+
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            return None, f"not graded: the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB"
+        raw = Path(path).read_bytes()
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:120]
+        return None, f"not a valid notebook ({type(exc).__name__}: {first})"
+    return json.loads(nbformat.writes(nb)), None
+
+
+def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit: float | None,
+             use_sandbox: bool | None, loaded=None) -> FileOutcome:
+    """Run one notebook in its sandbox and collect what it recorded (data only).
+
+    ``loaded`` is ``(notebook, error)`` as read by the grader before any submission ran.
+    """
+    from klcourse.instructor.worker import rewrite
+
+    outcome = FileOutcome(path=path, student=student)
+    nb, error = loaded if loaded is not None else _read_notebook(path)
+    if error:
+        outcome.error = error
+        return outcome
+    code = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+    for cell in code:
+        src = cell.get("source", "")
+        try:
+            outcome.check_ids += rewrite(src if isinstance(src, str) else "".join(src))[1]
+        except SyntaxError:
+            pass
+    wall = limit if limit is not None else cell_timeout * max(len(code), 1) + 30
+    job = {"notebook": nb, "cell_timeout": min(cell_timeout, wall),
+           "functions": {e: j.spec for e, j in jobs.items()}}
+    result = sandbox.run([sys.executable, "-m", "klcourse.instructor.worker"],
+                         limits=sandbox.Limits(wall=wall), stdin_data=json.dumps(job).encode(),
+                         sandbox=use_sandbox)
+    outcome.sandboxed, outcome.timed_out, outcome.elapsed = result.sandboxed, result.timed_out, result.elapsed
+    lines = result.channels.get("stdout", b"").split(b"\n")
+    if "stdout" in result.truncated or not result.channels.get("stdout", b"").endswith(b"\n"):
+        lines = lines[:-1]  # an incomplete last line
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        kind = record.get("kind")
+        if kind == "answer" and isinstance(record.get("id"), str):
+            outcome.answers[record["id"]] = record
+        elif kind == "event" and isinstance(record.get("text"), str) and len(outcome.events) < 50:
+            outcome.events.append(record["text"][:200])
+        elif kind == "done":
+            outcome.finished = True
+    if "stdout" in result.truncated:
+        outcome.events.append(f"output channel flooded (more than {sandbox.MAX_CHANNEL // 2**20} MB): cut")
+    if outcome.timed_out:
+        outcome.events.append(f"timeout: the notebook did not finish within {wall:g} s (stopped)")
+    elif not outcome.finished:
+        outcome.events.append("the notebook's process died before the end (a crash: os._exit, a segfault, "
+                              "or running out of memory)")
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+def judge(assignment: Assignment, student: str, exercise_id: str, record: dict | None, jobs: dict):
+    """The grader's verdict (a :class:`klcourse.exercises.core.Feedback`) on one recorded answer."""
+    from klcourse.exercises.core import INVALID, NOT_ANSWERED, Feedback, evaluate
+
+    if record is None:
+        return None
+    if "unrecordable" in record:
+        return Feedback(exercise_id, False, f"Your answer could not be recorded: {record['unrecordable']}",
+                        INVALID)
+    try:
+        if exercise_id in jobs:
+            fn = record.get("function")
+            if not isinstance(fn, dict):
+                if "data" in record and datacodec.decode(record["data"]) is None:
+                    return evaluate(exercise_id, None)
+                return Feedback(exercise_id, False, "Expected a function (something defined with def).", INVALID)
+            uses = fn.get("uses_klcourse")
+            if isinstance(uses, str) and uses:
+                return Feedback(exercise_id, False, uses[:300], "wrong", "klcourse-own")
+            outputs = datacodec.decode(fn.get("outputs"))
+            if not isinstance(outputs, list):
+                raise datacodec.DataError("outputs are not a list")
+            verdict = jobs[exercise_id].judge(outputs)
+            return Feedback(exercise_id, verdict.passed, verdict.message, verdict.status, verdict.misconception)
+        answer = datacodec.decode(record.get("data"))
+    except datacodec.DataError as exc:
+        return Feedback(exercise_id, False, f"Your answer could not be read as data: {exc}.", INVALID)
+    except Exception as exc:
+        return Feedback(exercise_id, False, f"Could not check this answer ({type(exc).__name__}).", INVALID)
+    if answer is None:
+        return Feedback(exercise_id, False, "Not answered yet.", NOT_ANSWERED)
+    if exercise_id in assignment.variants:
+        from klcourse.instructor.variants import judge as judge_variant
+        from klcourse.instructor.variants import variant_data
+
+        if student.startswith("unknown:") or not assignment.secret:
+            return Feedback(exercise_id, False, "Not graded: this exercise has per-student data and the "
+                            "submission could not be matched to a student on the roster.", INVALID)
+        return judge_variant(exercise_id, variant_data(assignment.secret, student, exercise_id), answer)
+    return evaluate(exercise_id, answer)
+
+
+_RANK = {"correct": 4, "wrong": 3, "invalid": 2, "not answered": 1}
+
+
+def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], jobs: dict,
+            info: dict | None = None) -> StudentResult:
+    """One student's rows: every assigned exercise, the best verdict over their notebooks."""
+    res = StudentResult(student=student, info=info or {}, submissions=[Path(o.path).name for o in outcomes])
+    verdicts: dict = {}
+    for o in outcomes:
+        name = Path(o.path).name
+        if o.error:
+            res.notes.append(f"{name}: {o.error}")
+            continue
+        if not o.sandboxed:
+            res.notes.append(f"{name}: {UNSANDBOXED}")
+        res.notes += [f"{name}: {e}" for e in o.events[:5]]
+        if len(o.events) > 5:
+            res.notes.append(f"{name}: (+{len(o.events) - 5} more)")
+        for exercise in assignment.exercises:
+            fb = judge(assignment, student, exercise, o.answers.get(exercise), jobs)
+            if fb is None:
+                continue
+            best = verdicts.get(exercise)
+            rank = (fb.passed, _RANK.get(fb.status, 0))
+            if best is None or rank > (best[0].passed, _RANK.get(best[0].status, 0)):
+                verdicts[exercise] = (fb, name)
+    ids_seen = {i for o in outcomes for i in o.check_ids}
+    failure = next((o.error for o in outcomes if o.error), None)
+    crash = next((e for o in outcomes for e in o.events if e.startswith(("timeout:", "the notebook's"))), None)
+    for exercise, pts in assignment.points.items():
+        if exercise in verdicts:
+            fb, name = verdicts[exercise]
+            res.rows.append(Row(student, exercise, pts if fb.passed else 0.0, pts, fb.passed, fb.status,
+                                fb.misconception or "", fb.message, name))
+        else:
+            if not outcomes or all(o.error for o in outcomes):
+                why = failure or "no submission"
+                status = "error" if outcomes else "missing"
+            elif exercise not in ids_seen:
+                why, status = "No check cell for this exercise in the submission (deleted?): not answered.", \
+                    "missing"
+            else:
+                why, status = (crash or "Its check cell did not run (an earlier error?)."), "error"
+            res.rows.append(Row(student, exercise, 0.0, pts, False, status, "", why, ""))
+    return res
+
+
+# ------------------------------------------------------------------------------------------ the run
+def infer_assignment(files: list[str], exercises=None, loaded=None) -> Assignment:
+    """Without a manifest: the given exercises, or the class-wide union of what the notebooks list (one
+    denominator for everybody, so that nobody shrinks their own), 1 point each."""
+    from klcourse.exercises import list_exercises
+
+    known = [e.id for e in list_exercises()]
+    if exercises:
+        unknown = sorted(set(exercises) - set(known))
+        if unknown:
+            raise ValueError(f"unknown exercise id(s): {unknown}")
+        return Assignment("assignment", dict.fromkeys(exercises, 1.0), source="--exercises")
+    found = set()
+    for path in files:
+        nb, error = loaded[path] if loaded else _read_notebook(path)
+        if nb is None:
+            continue
+        listed = nb.get("metadata", {}).get("klcourse", {}).get("exercises", [])
+        found |= {e for e in listed if isinstance(e, str)}
+        for cell in nb["cells"]:
+            if cell.get("cell_type") == "code":
+                src = cell.get("source", "")
+                found |= set(re.findall(r"""check(?:_variant)?\(\s*["']([\w.-]+)["']""",
+                                        src if isinstance(src, str) else "".join(src)))
+    return Assignment("assignment", dict.fromkeys([e for e in known if e in found], 1.0),
+                      source="the class's notebooks")
+
+
+def grade(paths, out_csv="grades.csv", *, assignment=None, exercises=None, timeout: float = 60,
+          limit: float | None = None, jobs: int = 1, progress: bool = True, sandbox: bool | None = None,
+          write: bool = True) -> GradeRun:
+    """Grade every submission and write the gradebook, summary, Canvas CSV, feedback and class report.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Notebook files, or folders of them (per-student sub-folders are identities).
+    out_csv : str or Path
+        The gradebook (one row per student and exercise); the other outputs are written beside it:
+        ``<stem>_summary.csv``, ``<stem>_canvas.csv``, ``<stem>_feedback/<student>.html``, ``<stem>_report.html``.
+    assignment : path, dict or Assignment, optional
+        The manifest written by ``klcourse assign``: exercises, points, roster, secret. Without it the
+        assignment is ``exercises`` (1 point each) or, failing that, everything the class's notebooks list.
+    timeout : float
+        Seconds per cell.
+    limit : float, optional
+        Seconds for a whole notebook (default ``timeout × code cells + 30``); the sandbox is killed at it.
+    jobs : int
+        Submissions graded in parallel.
+    sandbox : bool, optional
+        Force bubblewrap on (True) or off (False); by default it is used when it works.
+    """
+    from klcourse.instructor.assign import read_manifest
+
+    if timeout <= 0 or jobs < 1 or (limit is not None and limit <= 0):
+        raise ValueError("timeout and limit must be > 0 and jobs >= 1")
+    start = time.monotonic()
+    entries = expand_submissions(paths)
+    files = [f for f, _ in entries]
+    # every file is read before any submission runs: nothing a notebook writes changes what is graded
+    loaded = {f: _read_notebook(f) for f in files}
+    if isinstance(assignment, (str, Path)):
+        assignment = Assignment.from_manifest(read_manifest(assignment))
+    elif isinstance(assignment, dict):
+        assignment = Assignment.from_manifest(assignment)
+    elif assignment is None:
+        assignment = infer_assignment(files, exercises, loaded)
+    use = _sandbox_choice(sandbox)
+    fjobs = {}
+    from klcourse.exercises import get_exercise
+
+    for e in assignment.exercises:
+        if get_exercise(e).kind == "function":
+            fjobs[e] = function_job(e, assignment.hidden_seed)
+    owners = {f: identify(f, root, assignment.roster) for f, root in entries}
+    bar = _Progress(len(files), enabled=progress)
+
+    def one(path):
+        try:
+            outcome = run_file(path, owners[path][0], fjobs, cell_timeout=timeout, limit=limit, use_sandbox=use,
+                               loaded=loaded[path])
+        except Exception as exc:  # never let one submission stop the rest
+            outcome = FileOutcome(path, owners[path][0], error=f"grading failed: {type(exc).__name__}: {exc}")
+        bar.step(f"{Path(path).name}: {len(outcome.answers)} answer(s)")
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outcomes = list(pool.map(one, files))
+    by_student: dict = {}
+    for o in outcomes:
+        by_student.setdefault(o.student, []).append(o)
+    roster = {s["id"]: s for s in assignment.roster}
+    students = []
+    for sid in [s["id"] for s in assignment.roster] + sorted(k for k in by_student if k not in roster):
+        res = combine(assignment, sid, by_student.get(sid, []), fjobs, roster.get(sid))
+        res.notes += sorted({owners[o.path][1] for o in by_student.get(sid, []) if owners[o.path][1]})
+        if not by_student.get(sid):
+            res.notes.append("no submission")
+        students.append(res)
+    if assignment.source != "manifest":
+        for res in students:
+            res.notes.append(f"no manifest: the assignment is {assignment.source}")
+    ran = [o for o in outcomes if not o.error]
+    sandboxed = all(o.sandboxed for o in ran) if ran else (use is not False and sandbox_ok())
+    run = GradeRun(assignment, students, outcomes, sandboxed=sandboxed, elapsed=time.monotonic() - start)
+    if write:
+        from klcourse.instructor.reports import write_outputs
+
+        run.outputs = write_outputs(run, out_csv)
+    return run
+
+
+def sandbox_ok() -> bool:
+    return sandbox.bwrap_available()
+
+
+def _sandbox_choice(value):
+    if value is None:
+        return None
+    if value and not sandbox.bwrap_available():
+        raise ValueError("bubblewrap (bwrap) was requested but does not work here")
+    return bool(value)
+
+
+class _Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True, width: int = 30):
+        self.total, self.done, self.enabled, self.width = total, 0, enabled, width
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        filled = int(self.width * self.done / max(self.total, 1))
+        end = "\n" if self.done == self.total or not sys.stderr.isatty() else ""
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} {label}"[:200]
+                         + end)
+        sys.stderr.flush()

@@ -1,0 +1,490 @@
+"""Hostile submissions against the grader: nobody gets credit they did not earn, nobody changes another student's
+result, and N submissions finish within N × the per-submission limit plus a small constant.
+
+One assignment (four exercises of chapter 1, 8 points, per-student data for ``definitions.kl-in-bits``) and a
+roster; small notebooks of a few cells; a per-submission limit of a few seconds. Every expected verdict below is
+derived here from the exercise's definition (NumPy formulas), not from the grader.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from klcourse.instructor import sandbox
+from klcourse.instructor.assign import make_assignment
+from klcourse.instructor.grading import grade
+from klcourse.instructor.variants import variant_data
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = 8.0  # seconds per submission
+CELL = 4.0  # seconds per cell
+POINTS = {"definitions.kl-in-bits": 2, "definitions.implement-kl": 3, "definitions.predict-symmetry": 1,
+          "definitions.excess-bits": 2}
+TOTAL = sum(POINTS.values())
+
+HEAD = "import numpy as np\nfrom klcourse import check, kl_divergence"
+KL_RIGHT = textwrap.dedent("""
+    def kl(p, q):
+        p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+        s = p > 0
+        if np.any(q[s] == 0):
+            return np.inf
+        return float(np.sum(p[s] * np.log(p[s] / q[s])))
+    answer = kl""")
+KL_SWAPPED = textwrap.dedent("""
+    def kl(p, q):
+        p, q = np.asarray(q, dtype=float), np.asarray(p, dtype=float)
+        s = p > 0
+        if np.any(q[s] == 0):
+            return np.inf
+        return float(np.sum(p[s] * np.log(p[s] / q[s])))
+    answer = kl""")
+KL_CLIPPED = textwrap.dedent("""
+    def kl(p, q):
+        p, q = np.asarray(p, dtype=float), np.clip(np.asarray(q, dtype=float), 1e-12, None)
+        s = p > 0
+        return float(np.sum(p[s] * np.log(p[s] / q[s])))
+    answer = kl""")
+SOURCE_P = np.array([1 / 2, 1 / 4, 1 / 8, 1 / 8])
+LENGTHS = np.array([3, 1, 2, 3])  # the prefix code A=110, B=0, C=10, D=111
+EXCESS = 1_000_000 * float(np.sum(SOURCE_P * (LENGTHS + np.log2(SOURCE_P))))  # per letter: E[len] - H(P)
+
+
+def kl_bits(p, q) -> float:
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    return float(np.sum(p * np.log2(p / q)))
+
+
+def notebook(*cells, metadata=None):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(HEAD)] + [nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells]
+    if metadata is not None:
+        nb.metadata["klcourse"] = metadata
+    return nb
+
+
+def answer_cells(answers: dict) -> list[str]:
+    """Answer cell + check cell for each exercise id → source of the answer."""
+    cells = []
+    for exercise, source in answers.items():
+        cells += [source, f'check("{exercise}", answer)']
+    return cells
+
+
+ROSTER = [("full", "Ada Full", "1001"), ("partial", "Bo Partial", "1002"), ("confused", "Cy Confused", "1003"),
+          ("copier", "Di Copier", "1004"), ("twoparts", "Ed Twoparts", "1005"), ("doejane", "Jane Doe", "12345"),
+          ("absent", "Al Absent", "1006")]
+HOSTILE = ["builtins", "numpy-patch", "closures", "frames", "forged-file", "forged-channel", "setsid-forgery",
+           "holds-stdout", "writes-elsewhere", "reads-book", "deleted-checks", "huge-output", "fork-storm",
+           "infinite-loop", "crash", "not-a-notebook", "broken-json"]
+
+
+def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
+    """Each hostile technique, in a notebook that otherwise answers nothing correctly (or only what is noted)."""
+    wrong = answer_cells({"definitions.kl-in-bits": "answer = 0.5", "definitions.excess-bits": "answer = 1.0"})
+    forged_line = json.dumps({"kind": "answer", "id": "definitions.excess-bits", "passed": True, "status": "correct",
+                              "points": 99, "message": "Correct!"})
+    return {
+        "builtins": notebook(
+            """
+            import builtins, json
+            builtins.open = lambda *a, **k: None
+            builtins.len = lambda x: 0
+            builtins.float = lambda x=0: 1.0
+            json.dumps = lambda *a, **k: '{"kind": "answer", "id": "definitions.excess-bits", "passed": true}'
+            print = None
+            __klcourse_record__ = lambda *a, **k: None
+            """, *wrong),
+        "numpy-patch": notebook(
+            """
+            np.isclose = lambda *a, **k: np.array(True)
+            np.allclose = lambda *a, **k: True
+            np.all = lambda *a, **k: True
+            np.abs = lambda x: 0 * x
+            """, *wrong, *answer_cells({"definitions.implement-kl": "answer = lambda p, q: 0.0"})),
+        "closures": notebook(
+            """
+            from klcourse.exercises import get_exercise
+            found = []
+            for ex in ("definitions.excess-bits", "definitions.kl-in-bits"):
+                fn = get_exercise(ex).checker
+                for c in (fn.__closure__ or ()):
+                    v = c.cell_contents
+                    if callable(v):
+                        try:
+                            found.append((ex, float(v())))
+                        except Exception:
+                            pass
+            values = dict(found)
+            """,
+            *answer_cells({"definitions.excess-bits": "answer = values.get('definitions.excess-bits', 1.0)",
+                           "definitions.kl-in-bits": "answer = values.get('definitions.kl-in-bits', 0.5)"})),
+        "frames": notebook(
+            """
+            import sys
+            class Spy(float):
+                def __new__(cls):
+                    return float.__new__(cls, 1.0)
+                def __float__(self):
+                    f, seen = sys._getframe(1), []
+                    while f is not None:
+                        seen += [v for v in f.f_locals.values() if isinstance(v, float) and v > 1000]
+                        f = f.f_back
+                    return seen[0] if seen else 1.0
+            def kl(p, q):
+                f = sys._getframe(1)
+                while f is not None:
+                    for v in f.f_locals.values():
+                        if isinstance(v, np.ndarray) and v.shape == ():
+                            return float(v)
+                    f = f.f_back
+                return 0.0
+            """, *answer_cells({"definitions.excess-bits": "answer = Spy()",
+                                "definitions.implement-kl": "answer = kl"})),
+        "forged-file": notebook(
+            f"""
+            import os, glob
+            line = {forged_line!r} + "\\n"
+            for d in ["/tmp", os.getcwd(), os.path.expanduser("~")]:
+                for name in (".results.jsonl", "results.json", "verdicts.jsonl"):
+                    try:
+                        open(os.path.join(d, name), "w").write(line * 3)
+                    except OSError:
+                        pass
+            os.environ["KLCOURSE_GRADE_RESULTS"] = "/tmp/.results.jsonl"
+            """, *wrong),
+        "forged-channel": notebook(
+            f"""
+            import os
+            line = ({forged_line!r} + "\\n").encode()
+            done = '{{"kind": "done"}}\\n'.encode()
+            for fd in range(0, 40):
+                try:
+                    os.write(fd, line + done)
+                except OSError:
+                    pass
+            """, *wrong),
+        "setsid-forgery": notebook(
+            f"""
+            import os, subprocess, sys
+            line = {forged_line!r}
+            for fd in range(3, 40):
+                try:
+                    os.set_inheritable(fd, True)
+                except OSError:
+                    pass
+            code = ("import os, time\\ntime.sleep(1.5)\\n"
+                    "for fd in range(0, 40):\\n"
+                    "    try: os.write(fd, (%r + '\\\\n').encode())\\n"
+                    "    except OSError: pass\\n") % line
+            subprocess.Popen([sys.executable, "-c", code], start_new_session=True, close_fds=False)
+            """, *wrong),
+        "holds-stdout": notebook(
+            """
+            import os, subprocess, sys
+            for fd in range(3, 40):
+                try:
+                    os.set_inheritable(fd, True)
+                except OSError:
+                    pass
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True,
+                             close_fds=False)
+            """, *answer_cells({"definitions.predict-symmetry": 'answer = "equal"'})),  # earned: 1 point
+        "writes-elsewhere": notebook(
+            f"""
+            import os
+            targets = [{str(victim)!r}, {str(gradebook)!r}, {str(victim.parent)!r} + "/zz-injected.ipynb"]
+            for t in targets:
+                try:
+                    with open(t, "w") as fh:
+                        fh.write("{{}}")
+                except OSError:
+                    pass
+            """, *wrong),
+        "reads-book": notebook(
+            """
+            import json
+            from klcourse.student import default_book_dir
+            try:
+                nb = json.load(open(default_book_dir() / "01_definitions.ipynb"))
+                for cell in nb["cells"]:
+                    if "solution" in cell.get("metadata", {}).get("tags", []):
+                        try:
+                            exec("".join(cell["source"]))
+                        except Exception:
+                            pass
+            except OSError:
+                answer = None
+            """, 'check("definitions.implement-kl", answer)', 'check("definitions.excess-bits", answer)'),
+        "deleted-checks": notebook(
+            'answer = "equal"', 'check("definitions.predict-symmetry", answer)',  # earned: 1 point
+            metadata={"edition": "student", "exercises": ["definitions.predict-symmetry"]}),
+        "huge-output": notebook(
+            """
+            import os, sys
+            chunk = "x" * 2**20
+            for _ in range(40):
+                print(chunk)
+            for fd in range(3, 40):
+                try:
+                    if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                        for _ in range(24):
+                            os.write(fd, b'{"kind": "event", "text": "' + b"y" * 2**20 + b'"}\\n')
+                except OSError:
+                    pass
+            """, *answer_cells({"definitions.excess-bits": "answer = np.zeros(10**7)"})),
+        "fork-storm": notebook(
+            """
+            import os, time
+            children = 0
+            for _ in range(40):
+                try:
+                    if os.fork() == 0:
+                        time.sleep(300)
+                        os._exit(0)
+                    children += 1
+                except OSError:
+                    break
+            """, *wrong),
+        "infinite-loop": notebook("while True:\n    pass", *wrong),
+        "crash": notebook(*wrong[:2], "import os\nos._exit(3)", *wrong[2:]),
+    }
+
+
+def student_notebooks(secret: str) -> dict:
+    def mine(student, wrong_copy=None):
+        data = variant_data(secret, wrong_copy or student, "definitions.kl-in-bits")
+        return f"answer = {kl_bits(data['P'], data['Q'])!r}"
+
+    full = notebook(*answer_cells({
+        "definitions.kl-in-bits": mine("full"), "definitions.implement-kl": KL_RIGHT,
+        "definitions.predict-symmetry": 'answer = "equal"', "definitions.excess-bits": f"answer = {EXCESS!r}"}))
+    partial = notebook(*answer_cells({
+        "definitions.kl-in-bits": mine("partial"), "definitions.implement-kl": KL_SWAPPED,
+        "definitions.predict-symmetry": 'answer = "forward larger"',
+        "definitions.excess-bits": f"answer = {EXCESS / 1_000_000!r}"}))
+    data_c = variant_data(secret, "confused", "definitions.kl-in-bits")
+    nats = float(np.sum(np.asarray(data_c["P"]) * np.log(np.asarray(data_c["P"]) / np.asarray(data_c["Q"]))))
+    total_len = 1_000_000 * float(np.sum(SOURCE_P * LENGTHS))
+    confused = notebook(*answer_cells({
+        "definitions.kl-in-bits": f"answer = {nats!r}", "definitions.implement-kl": KL_CLIPPED,
+        "definitions.excess-bits": f"answer = {total_len!r}"}))
+    copier = notebook(*answer_cells({"definitions.kl-in-bits": mine("copier", wrong_copy="full"),
+                                     "definitions.predict-symmetry": 'answer = "equal"'}))
+    part1 = notebook(*answer_cells({"definitions.kl-in-bits": mine("twoparts")}))
+    part2 = notebook(*answer_cells({"definitions.implement-kl": KL_RIGHT}))
+    canvas = notebook(*answer_cells({"definitions.excess-bits": f"answer = {EXCESS!r}"}))
+    return {"full/hw1.ipynb": full, "partial.ipynb": partial, "confused.ipynb": confused, "copier.ipynb": copier,
+            "twoparts/part1.ipynb": part1, "twoparts/part2.ipynb": part2,
+            "doejane_12345_67890_hw1.ipynb": canvas}
+
+
+#: points each honest student earned, from the definitions above
+EXPECTED = {"full": TOTAL, "partial": 2, "confused": 0, "copier": 1, "twoparts": 2 + 3, "doejane": 2, "absent": 0}
+#: points each hostile submission earned honestly
+EARNED = {"holds-stdout": 1, "deleted-checks": 1}
+
+
+def _setup(tmp: Path, hostile: bool):
+    roster = tmp / "roster.csv"
+    names = [r[0] for r in ROSTER] + (HOSTILE if hostile else [])
+    with open(roster, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "name", "canvas_id"])
+        for sid in names:
+            row = next((r for r in ROSTER if r[0] == sid), (sid, f"H {sid}", ""))
+            writer.writerow(row)
+    manifest = tmp / "instructor" / "hw1.json"
+    data = make_assignment(list(POINTS), tmp / "handout", manifest, title="HW 1", due="2026-12-11",
+                           points=list(POINTS.values()), roster=roster, book_dir=ROOT / "book")
+    subs = tmp / "submissions"
+    for rel, nb in student_notebooks(data["secret"]).items():
+        (subs / rel).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, subs / rel)
+    if hostile:
+        victim = subs / "partial.ipynb"
+        for name, nb in hostile_notebooks(data["secret"], victim, tmp / "out" / "grades.csv").items():
+            nbformat.write(nb, subs / f"{name}.ipynb")
+        (subs / "not-a-notebook.ipynb").write_bytes(bytes(range(256)) * 4)
+        (subs / "broken-json.ipynb").write_text("{ this is not json")
+    return manifest, subs
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def shared(tmp_path_factory, name: str, compute):
+    """``compute(folder)`` once per test session, even when pytest-xdist splits this module over workers."""
+    import fcntl
+    import os
+    import pickle
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, shared by the workers
+    target = root / f"{name}.pickle"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return pickle.loads(target.read_bytes())  # written by this session's other worker
+        folder = root / name
+        folder.mkdir(exist_ok=True)
+        value = compute(folder)
+        target.write_bytes(pickle.dumps(value))
+        return value
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    def compute(tmp):
+        manifest, subs = _setup(tmp, hostile=True)
+        victim_before = (subs / "partial.ipynb").read_bytes()
+        start = time.monotonic()
+        run = grade([subs], tmp / "out" / "grades.csv", assignment=manifest, timeout=CELL, limit=LIMIT, jobs=2,
+                    progress=False)
+        return run, tmp, time.monotonic() - start, victim_before
+
+    return shared(tmp_path_factory, "hostile", compute)
+
+
+def points_of(run) -> dict:
+    return {s.student: s.points for s in run.students}
+
+
+def test_honest_students_get_exactly_their_points(hostile_run):
+    run, *_ = hostile_run
+    got = points_of(run)
+    assert {k: got[k] for k in EXPECTED} == EXPECTED
+    assert all(s.max_points == TOTAL for s in run.students)
+
+
+def test_misconceptions_are_named_in_the_gradebook(hostile_run):
+    run, tmp, *_ = hostile_run
+    rows = {(r["student"], r["exercise"]): r for r in _rows(tmp / "out" / "grades.csv")}
+    assert rows[("partial", "definitions.implement-kl")]["misconception"] == "swapped"
+    assert rows[("partial", "definitions.excess-bits")]["misconception"] == "per-symbol"
+    assert rows[("confused", "definitions.kl-in-bits")]["misconception"] == "nats"
+    assert rows[("confused", "definitions.implement-kl")]["misconception"] == "clipped-q"
+    assert rows[("confused", "definitions.excess-bits")]["misconception"] == "total-length"
+    assert rows[("copier", "definitions.kl-in-bits")]["passed"] == "False"  # a neighbour's data is wrong for you
+    assert rows[("absent", "definitions.kl-in-bits")]["status"] == "missing"
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_no_hostile_submission_gets_credit_it_did_not_earn(hostile_run, name):
+    run, *_ = hostile_run
+    assert points_of(run)[name] == EARNED.get(name, 0)
+    student = next(s for s in run.students if s.student == name)
+    assert student.max_points == TOTAL  # nobody shrinks the denominator
+
+
+def test_deleting_check_cells_and_metadata_leaves_the_exercises_assigned(hostile_run):
+    run, *_ = hostile_run
+    rows = {r.exercise: r for r in next(s for s in run.students if s.student == "deleted-checks").rows}
+    assert [rows[e].status for e in POINTS] == ["missing", "missing", "correct", "missing"]
+
+
+def test_timeouts_and_crashes_are_reported_as_such(hostile_run):
+    run, *_ = hostile_run
+    notes = {s.student: " ".join(s.notes) for s in run.students}
+    assert "timeout" in notes["infinite-loop"]
+    assert "died" in notes["crash"]
+    crash = {r.exercise: r for r in next(s for s in run.students if s.student == "crash").rows}
+    assert crash["definitions.kl-in-bits"].status == "wrong"  # recorded before the crash, judged
+    assert crash["definitions.excess-bits"].status == "error" and "died" in crash["definitions.excess-bits"].message
+    assert "not a valid notebook" in notes["not-a-notebook"] and "not a valid notebook" in notes["broken-json"]
+
+
+def test_forged_verdicts_are_only_answers(hostile_run):
+    run, *_ = hostile_run
+    for name in ("forged-channel", "setsid-forgery", "builtins"):
+        row = next(r for s in run.students if s.student == name for r in s.rows
+                   if r.exercise == "definitions.excess-bits")
+        assert not row.passed and "Correct" not in row.message
+
+
+def test_no_submission_changes_another(hostile_run):
+    run, tmp, _, victim_before = hostile_run
+    assert points_of(run)["partial"] == EXPECTED["partial"]
+    if run.sandboxed:
+        assert (tmp / "submissions" / "partial.ipynb").read_bytes() == victim_before
+        assert not (tmp / "submissions" / "zz-injected.ipynb").exists()
+    assert _rows(tmp / "out" / "grades.csv")[0].keys() >= {"student", "exercise", "points", "misconception"}
+
+
+def test_n_hostile_submissions_finish_within_n_limits(hostile_run):
+    run, _, elapsed, _ = hostile_run
+    n = len(run.files)
+    assert elapsed <= n * LIMIT + 10, f"{n} files took {elapsed:.1f} s"
+    slowest = max(f.elapsed for f in run.files)
+    assert slowest <= LIMIT + 2, f"one submission took {slowest:.1f} s with a {LIMIT} s limit"
+    holder = next(f for f in run.files if Path(f.path).stem == "holds-stdout")
+    assert holder.elapsed < LIMIT  # a grandchild holding the pipe does not make anybody wait
+
+
+def test_outputs_are_written(hostile_run):
+    run, tmp, *_ = hostile_run
+    out = tmp / "out"
+    canvas = _rows(out / "grades_canvas.csv")
+    assert canvas[0]["Student"] == "Points Possible" and canvas[0]["HW 1"] == str(TOTAL)
+    jane = next(r for r in canvas if r["SIS Login ID"] == "doejane")
+    assert jane["ID"] == "12345" and jane["HW 1"] == "2"
+    page = (out / "grades_feedback" / "confused.html").read_text()
+    assert "definitions.excess-bits" in page and "whole length of the encoded message" in page
+    assert f"{1_000_000 * float(np.sum(SOURCE_P * LENGTHS)):g}" not in page
+    report = (out / "grades_report.html").read_text()
+    assert report.count("data:image/png;base64,") == 3
+    assert "clipped-q" in report and "swapped" in report
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_bwrap_sandbox_or_a_loud_fallback(hostile_run):
+    run, tmp, *_ = hostile_run
+    summary = (tmp / "out" / "grades_summary.csv").read_text()
+    if sandbox.bwrap_available():
+        assert run.sandboxed and "UNSANDBOXED" not in summary
+    else:
+        assert not run.sandboxed and "UNSANDBOXED" in summary
+
+
+# ------------------------------------------------------------------------------------------ the fallback
+FALLBACK = ["builtins", "numpy-patch", "closures", "frames", "forged-channel", "setsid-forgery", "holds-stdout",
+            "writes-elsewhere", "fork-storm"]
+
+
+def test_fallback_without_bwrap_keeps_its_guarantees(tmp_path):
+    """Without bubblewrap: verdicts are still decided outside, forgeries still only claim answers, every read
+    is bounded, other files are read before any submission runs — and every output says UNSANDBOXED."""
+    manifest, subs = _setup(tmp_path, hostile=True)
+    for f in list(subs.rglob("*.ipynb")):
+        if f.stem not in FALLBACK and f.parent == subs and f.stem not in ("partial", "doejane_12345_67890_hw1"):
+            f.unlink()
+    for folder in ("full", "twoparts"):
+        for f in (subs / folder).iterdir():
+            f.unlink()
+        (subs / folder).rmdir()
+    victim = (subs / "partial.ipynb").read_bytes()
+    start = time.monotonic()
+    run = grade([subs], tmp_path / "out" / "grades.csv", assignment=manifest, timeout=CELL, limit=LIMIT, jobs=2,
+                progress=False, sandbox=False)
+    elapsed = time.monotonic() - start
+    got = points_of(run)
+    for name in FALLBACK:
+        assert got[name] == EARNED.get(name, 0), name
+    assert got["partial"] == EXPECTED["partial"] and got["doejane"] == EXPECTED["doejane"]
+    assert not run.sandboxed
+    assert elapsed <= len(run.files) * LIMIT + 10
+    assert "UNSANDBOXED" in (tmp_path / "out" / "grades_summary.csv").read_text()
+    assert "UNSANDBOXED" in (tmp_path / "out" / "grades_report.html").read_text()
+    assert "UNSANDBOXED" in (tmp_path / "out" / "grades_feedback" / "partial.html").read_text()
+    (subs / "partial.ipynb").write_bytes(victim)  # whatever happened to it, it was graded from the copy read first
