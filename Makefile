@@ -9,10 +9,11 @@ NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 NPM_PACKAGES := katex@0.16.22 axe-core@4.14.1
 NB_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
-.PHONY: help venv book book-student test test-unit test-notebooks test-build test-site lab lint bench chromium bubblewrap clean
+.PHONY: help venv book book-student pdf print-pdf test test-unit test-notebooks test-build test-site lab lint bench chromium bubblewrap clean
 
 help:
-	@echo "make book          build the website into _build/html"
+	@echo "make book          build the website into _build/html (and its PDF, _build/html/klcourse.pdf)"
+	@echo "make pdf           the whole book as one PDF (the same as make book)"
 	@echo "make test          unit tests, notebooks (nbval), strict book build, browser test"
 	@echo "make lab           open the notebooks in JupyterLab"
 	@echo "make book-student  build the website without solutions"
@@ -38,11 +39,11 @@ venv: $(STAMP)
 # screenshots show the check cells' ✅/❌ as readers' devices do (without it they are empty boxes).
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 chromium:
-	@if ! test -x /usr/bin/chromium || ! test -f $(EMOJI_FONT); then \
-		echo "Installing Debian's chromium and fonts-noto-color-emoji for the browser test"; \
+	@if ! test -x /usr/bin/chromium || ! test -f $(EMOJI_FONT) || ! command -v pdftotext >/dev/null; then \
+		echo "Installing Debian's chromium, fonts-noto-color-emoji and poppler-utils for the browser and PDF tests"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			$$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; \
+			$$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji poppler-utils >/dev/null; \
 	fi
 	@/usr/bin/chromium --headless --no-sandbox --version 2>/dev/null || { echo "/usr/bin/chromium does not run"; exit 1; }
 
@@ -58,14 +59,22 @@ bubblewrap:
 	@bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true 2>/dev/null \
 		|| echo "bwrap cannot create namespaces here: the grader's tests check its UNSANDBOXED fallback"
 
-book: $(STAMP)
+book: $(STAMP) chromium
 	$(NB_ENV) $(BIN)/jupyter-book build . --keep-going
-	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
+	$(BIN)/python book/make_pdf.py _build/html _build/html/klcourse.pdf
+	@echo "Open $(CURDIR)/_build/html/index.html in a browser; the whole book as one PDF: _build/html/klcourse.pdf"
+
+# One PDF of the whole book (without the solutions), printed from the built site by Debian's Chromium.
+pdf: book
+
+print-pdf: $(STAMP) chromium
+	$(BIN)/python book/make_pdf.py _build/html _build/html/klcourse.pdf
 
 # The site without solutions: student notebooks, no _sources/ copies, no download or launch buttons.
-book-student: $(STAMP)
+book-student: $(STAMP) chromium
 	$(BIN)/klcourse student _build/student-book --site
 	$(NB_ENV) $(BIN)/jupyter-book build _build/student-book -W -n --keep-going
+	$(BIN)/python book/make_pdf.py _build/student-book/_build/html _build/student-book/_build/html/klcourse.pdf
 	@echo "Open $(CURDIR)/_build/student-book/_build/html/index.html in a browser."
 
 lab: $(STAMP)
@@ -87,7 +96,7 @@ test-build: $(STAMP)
 test-site: $(STAMP) chromium
 	$(BIN)/python -m pytest tests/site -q
 
-test: lint test-unit test-notebooks test-build book-student test-site
+test: lint test-unit test-notebooks test-build print-pdf book-student test-site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py
