@@ -237,6 +237,18 @@ def test_named_f_divergences_equal_their_generators(name):
     np.testing.assert_allclose(f_divergence(p, q, name), f_divergence(p, q, CALLABLES[name]), rtol=1e-12)
 
 
+def test_slope_at_infinity_survives_overflow_inside_the_generator():
+    """(t - 1)**2 / (t + 1) overflows at t = 1e300 although f(t)/t -> 1: the q = 0 term is p * 1, not inf."""
+    def triangular(t):
+        return (t - 1) ** 2 / (t + 1)
+
+    # 1 * f(0.5) + 0.5 * f'(inf) with f(0.5) = 0.25 / 1.5 and f'(inf) = 1
+    assert f_divergence([0.5, 0.5], [1.0, 0.0], triangular) == pytest.approx(0.25 / 1.5 + 0.5, rel=1e-12)
+    assert f_divergence([0.5, 0.5], [1.0, 0.0], lambda t: (t - 1) ** 2) == math.inf      # superlinear
+    assert f_divergence([0.5, 0.5], [1.0, 0.0], lambda t: t * np.log(t)) == math.inf
+    assert f_divergence([0.5, 0.5], [1.0, 0.0], lambda t: np.exp(t) - np.e) == math.inf  # overflows at once
+
+
 def test_hellinger_convention_is_one_minus_bhattacharyya():
     p, q = dirichlet(6, seed=14), dirichlet(6, seed=15)
     assert f_divergence(p, q, "hellinger") == pytest.approx(1 - np.sum(np.sqrt(p * q)), rel=1e-13)
