@@ -4,6 +4,10 @@ Natural logs and nats throughout unless ``base`` is given (``base=2`` gives bits
 Gaussians are written N(mu, sigma^2) with sigma^2 the variance; functions take standard
 deviations unless their name or docstring says otherwise.
 
+The core needs NumPy, SciPy, Matplotlib and mpmath; the modules built on PyTorch (:mod:`klcourse.vae_model`)
+need the ``torch`` extra, ``pip install "klcourse[torch]"``, and say so when it is missing.
+``import klcourse`` never imports torch.
+
 Where each chapter's code lives:
 
 =====================  ===========================================================
@@ -15,7 +19,7 @@ chapter                module
 7 EM                   :mod:`klcourse.em`
 8 distillation         :mod:`klcourse.distillation`
 9 estimation           :mod:`klcourse.estimators`
-exercises              :mod:`klcourse.exercises` (``check``, ``list_exercises``)
+exercises              :mod:`klcourse.exercises` (``check``, ``hint``, ``progress``, ``list_exercises``)
 figures                :mod:`klcourse.plotting`
 =====================  ===========================================================
 """
@@ -31,7 +35,8 @@ from klcourse.divergences import (
 )
 from klcourse.em import fit_gmm_em
 from klcourse.estimators import mc_kl
-from klcourse.exercises import check, list_exercises
+from klcourse.exercises import check, hint, list_exercises
+from klcourse.exercises.progress import progress
 from klcourse.gaussians import kl_diag_normal, kl_mvn, kl_normal
 from klcourse.vae import vae_kl
 
@@ -44,6 +49,7 @@ __all__ = [
     "entropy",
     "f_divergence",
     "fit_gmm_em",
+    "hint",
     "js_divergence",
     "kl_diag_normal",
     "kl_divergence",
@@ -52,5 +58,6 @@ __all__ = [
     "list_exercises",
     "mc_kl",
     "mutual_information",
+    "progress",
     "vae_kl",
 ]

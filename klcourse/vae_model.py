@@ -36,9 +36,15 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+
+from klcourse._optional import missing_torch
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ModuleNotFoundError as exc:  # the core package has no torch: say which extra installs it
+    raise missing_torch("klcourse.vae_model (the chapter 6 VAE)", exc) from exc
 
 from klcourse.vae import vae_kl
 

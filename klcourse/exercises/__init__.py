@@ -1,4 +1,4 @@
-"""Self-checking exercises: ``check("chapter.short-name", answer)`` and ``list_exercises()``.
+"""Self-checking exercises: ``check("chapter.short-name", answer)``, ``hint(...)`` and ``list_exercises()``.
 
 The registry lives in :mod:`klcourse.exercises.core`; checkers in :mod:`klcourse.exercises.checkers`;
 each chapter's exercises in ``klcourse/exercises/<chapter-slug>.py``.
@@ -15,6 +15,7 @@ from klcourse.exercises.core import (
     register,
     tolerance_text,
 )
+from klcourse.exercises.hints import hint
 
 __all__ = [
     "Exercise",
@@ -23,6 +24,7 @@ __all__ = [
     "check",
     "evaluate",
     "get_exercise",
+    "hint",
     "list_exercises",
     "register",
     "tolerance_text",

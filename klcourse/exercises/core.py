@@ -243,6 +243,11 @@ def check(exercise_id: str, answer) -> Feedback:
     """
     feedback = evaluate(exercise_id, answer)
     _RESULTS.append(feedback)
+    from klcourse.exercises.hints import point_to_hint  # learner tools
+    from klcourse.exercises.progress import record as record_progress
+
+    record_progress(feedback)  # the learner's local record (KLCOURSE_PROGRESS=off: none); never raises
+    feedback = point_to_hint(feedback)  # a wrong or invalid answer's message points at hint("id")
     if not _in_ipython():
         print(feedback)  # in Jupyter the returned Feedback displays itself (rich, once)
     return feedback
