@@ -314,3 +314,310 @@ def test_no_registered_exercise_reveals_its_answer(exercise):
             for value in np.atleast_1d(expected).ravel()[:5]:
                 if abs(value) > 1e-3:
                     assert f"{value:.{digits}g}" not in message, (exercise.id, message)
+
+
+# ---------------------------------------------------------------- by-hand answers: 3 significant figures
+from klcourse.exercises import tolerance_text  # noqa: E402
+from klcourse.exercises.checkers import (  # noqa: E402
+    FunctionChecker,
+    _fingerprint,
+    output_data,
+    run_case,
+    uses_klcourse,
+)
+
+#: the exercises whose answer a reader computes by hand (or with a calculator) from a few stated numbers
+BY_HAND = {
+    "definitions.kl-in-bits", "definitions.excess-bits", "relatives.js-overlap", "relatives.chain-rule-term",
+    "gaussians.kl-by-hand", "gaussians.vae-term", "gaussians.fisher-approx", "gaussians.mvn-by-hand",
+    "asymmetry.both-directions", "asymmetry.gaussian-reverse", "vae.kl-batch", "vae.rate-from-kl",
+    "vae.elbo-gap", "em.kl-gap", "em.elbo-from-numbers", "distillation.loss-by-hand", "distillation.ece-table",
+    "distillation.high-t-limit", "estimation.small-sample", "estimation.negative-average", "estimation.policy-kl",
+    "estimation.optimal-policy",
+}
+
+
+def round_sig(x: float, digits: int) -> float:
+    """x rounded to ``digits`` significant figures, through its decimal string (independent of the checker)."""
+    return float(f"{x:.{digits - 1}e}")
+
+
+def test_the_by_hand_exercises_are_exactly_those_with_a_significant_figures_tolerance():
+    sigfigs = {e.id for e in list_exercises() if e.tolerance.kind == "sigfigs"}
+    assert sigfigs == BY_HAND
+    assert all(get_exercise(i).tolerance.digits == 3 for i in BY_HAND)
+
+
+@pytest.mark.parametrize(("exercise_id", "answer"), [
+    ("gaussians.kl-by-hand", 0.1832), ("em.kl-gap", 1.057), ("estimation.policy-kl", 0.652),
+    ("distillation.loss-by-hand", 1.075), ("numerics.logsumexp", 1001.726),
+])
+def test_the_referees_pen_and_paper_answers_are_accepted(exercise_id, answer):
+    feedback = evaluate(exercise_id, answer)
+    assert feedback.passed, feedback.message
+
+
+@pytest.mark.parametrize("exercise_id", sorted(BY_HAND))
+def test_by_hand_answers_rounded_to_3_or_more_figures_pass_and_2_figures_ask_for_digits(exercise_id):
+    expected = np.asarray(_expected_of(get_exercise(exercise_id).checker), dtype=float)
+    for digits in (3, 4, 6):
+        rounded = np.vectorize(lambda v, d=digits: round_sig(v, d))(expected)
+        assert evaluate(exercise_id, rounded if rounded.ndim else float(rounded)).passed, (digits, rounded)
+    two = np.vectorize(lambda v: round_sig(v, 2))(expected)
+    fb = evaluate(exercise_id, two if two.ndim else float(two))
+    if not fb.passed:  # (0.4 or 0.91 rounded to 2 figures are still exact)
+        assert fb.misconception == "too-few-digits", fb.message
+        assert "Right to the digits you gave — give more digits" in fb.message
+
+
+@pytest.mark.parametrize(("expected", "inside", "outside"), [
+    (0.18324288588594212, [0.1832, 0.183, 0.18374], [0.1838, 0.184, 0.1827]),  # half a unit is 0.0005
+    (0.09996, [0.1, 0.1000, 0.09996], [0.1001, 0.0994]),  # rounds up across a power of ten
+    (999.6, [1000.0, 999.6, 999.2], [1001.0, 999.0]),
+    (-189.0, [-189.0, -189.4], [-190.0, -188.0]),
+    (625000.0, [625000.0, 625400.0], [626000.0]),
+])
+def test_three_significant_figures_means_half_a_unit_in_the_third_figure(scratch, expected, inside, outside):
+    eid = scratch("sig", title="t", kind="number", checker=number(expected, sigfigs=3, unit=None))
+    for answer in inside:
+        assert evaluate(eid, answer).passed, answer
+    for answer in outside:
+        assert not evaluate(eid, answer).passed, answer
+
+
+def test_too_few_digits_only_when_the_coarse_answer_is_right(scratch):
+    eid = scratch("few", title="t", kind="number", checker=number(1.074881566167292, sigfigs=3))
+    assert evaluate(eid, 1.1).misconception == "too-few-digits"
+    assert evaluate(eid, 1.0).misconception == "too-few-digits"
+    assert evaluate(eid, 0.9).misconception is None  # 1.07 rounded to one decimal is 1.1, not 0.9
+    assert "give more digits" not in evaluate(eid, 1.08).message
+
+
+def test_decimal_places_tolerance(scratch):
+    eid = scratch("dec", title="t", kind="number", checker=number(1001.7258020492316, decimals_=3, unit=None))
+    assert evaluate(eid, 1001.726).passed
+    assert evaluate(eid, 1001.7).misconception == "too-few-digits"
+    assert not evaluate(eid, 1001.5).passed
+    assert tolerance_text(eid) == "Accepted: 3 decimal places."
+
+
+# ---------------------------------------------------------------- every exercise states its tolerance
+def test_every_exercise_states_its_tolerance_as_a_sentence():
+    texts = {e.id: tolerance_text(e.id) for e in list_exercises()}
+    assert len(texts) == 57
+    for eid, text in texts.items():
+        assert text.startswith("Accepted: ") and text.endswith("."), eid
+        assert get_exercise(eid).tolerance.kind in ("sigfigs", "decimals", "relative", "outputs", "option",
+                                                    "condition"), eid
+    assert texts["gaussians.kl-by-hand"] == "Accepted: 3 significant figures."
+    assert texts["relatives.mi-bits"] == "Accepted: within 0.01% (relative)."
+    assert texts["gaussians.kl-gauss"].startswith("Accepted: outputs of the expected shape within 1e-06 relative")
+
+
+WRONG_ANSWER = {"number": 1e6, "array": None, "function": lambda *a, **k: 12345.0}
+
+
+@pytest.mark.parametrize("exercise", [e for e in list_exercises() if e.kind in ("number", "array", "function")],
+                         ids=lambda e: e.id)
+def test_a_wrong_answer_is_told_the_tolerance(exercise):
+    if exercise.kind == "array":
+        answer = 1e6 * np.ones_like(np.asarray(_expected_of(exercise.checker), dtype=float))
+    else:
+        answer = WRONG_ANSWER[exercise.kind]
+    feedback = evaluate(exercise.id, answer)
+    assert not feedback.passed
+    if feedback.status == "wrong":
+        assert feedback.message.endswith(tolerance_text(exercise.id)), feedback.message
+
+
+# ---------------------------------------------------------------- expected 0 and inf: no factors
+def test_number_and_array_with_expected_zero_or_inf_speak_without_factors(scratch):
+    zero = scratch("zero", title="t", kind="number", checker=number(0.0, unit=None))
+    message = evaluate(zero, 0.5).message
+    assert "factor" not in message and "absolute" in message
+    inf = scratch("inf2", title="t", kind="number", checker=number(math.inf))
+    message = evaluate(inf, 3.0).message
+    assert "should be infinite (q = 0 where p > 0)" in message and "factor" not in message
+    finite = scratch("fin", title="t", kind="number", checker=number(0.7))
+    message = evaluate(finite, math.inf).message
+    assert "is infinite but should be finite" in message and "factor" not in message
+    arr = scratch("arr0", title="t", kind="array", checker=array([0.0, 0.3, math.inf]))
+    message = evaluate(arr, [0.2, 0.3, 4.0]).message
+    assert "factor" not in message and "should be infinite" in message
+
+
+def kl_np(p, q):
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    if np.any((q == 0) & (p > 0)):
+        return np.inf
+    m = p > 0
+    return float(np.sum(p[m] * np.log(p[m] / q[m])))
+
+
+INF_CASES = CASES + [Case("q = 0 where p > 0", (np.array([0.5, 0.5]), np.array([1.0, 0.0])))]
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (lambda p, q: kl_np(p, q) + (0.01 if np.allclose(p, q) else 0.0), "absolute difference"),
+    (lambda p, q: 2.0 if np.isinf(kl_np(p, q)) else kl_np(p, q), "should be infinite (q = 0 where p > 0)"),
+    (lambda p, q: np.inf, "is infinite but should be finite"),
+])
+def test_function_checker_expected_zero_and_infinite(scratch, answer, words):
+    eid = scratch("fn0", title="t", kind="function", checker=function(_kl_reference_inf, INF_CASES))
+    message = evaluate(eid, answer).message
+    assert words in message and "factor" not in message, message
+
+
+def _kl_reference_inf(p, q):
+    return kl_np(p, q)
+
+
+# ---------------------------------------------------------------- shapes first
+def _torch():
+    import torch
+
+    return torch
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (lambda p, q: [kl_np(p, q)], "returns shape (1,); a single number (shape ()) is expected on"),
+    (lambda p, q: np.array([kl_np(p, q)]), "returns shape (1,); a single number (shape ()) is expected on"),
+    (lambda p, q: _torch().tensor([kl_np(p, q)]), "returns shape (1,)"),
+    (lambda p, q: np.full(len(p), kl_np(p, q)), "is expected on"),
+])
+def test_function_checker_compares_shapes_first(scratch, answer, words):
+    eid = scratch("shape", title="t", kind="function", checker=function(_kl_reference_inf, CASES))
+    fb = evaluate(eid, answer)
+    assert fb.status == "invalid" and words in fb.message, fb.message
+    assert "off by" not in fb.message and "ambiguous" not in fb.message
+
+
+def test_function_checker_names_a_transposed_result(scratch):
+    def ref(x):
+        return np.asarray(x, float) * 2
+
+    cases = [Case("a 2 × 3 array", (np.arange(6.0).reshape(2, 3),))]
+    eid = scratch("transposed", title="t", kind="function", checker=function(ref, cases))
+    fb = evaluate(eid, lambda x: (np.asarray(x) * 2).T)
+    assert fb.status == "invalid" and "returns shape (3, 2); shape (2, 3) is expected (transposed?)" in fb.message
+
+
+def test_function_checker_accepts_torch_and_numpy_scalars(scratch):
+    torch = _torch()
+    eid = scratch("scalars", title="t", kind="function", checker=function(_kl_reference_inf, CASES))
+    assert evaluate(eid, lambda p, q: np.float32(kl_np(p, q))).passed  # float32 rounding is below 1e-6
+    assert evaluate(eid, lambda p, q: np.float64(kl_np(p, q))).passed
+    assert evaluate(eid, lambda p, q: torch.tensor(kl_np(p, q), dtype=torch.float64, requires_grad=True)).passed
+
+
+def test_output_data_turns_results_into_plain_data():
+    torch = _torch()
+    assert output_data(torch.tensor(0.5, dtype=torch.bfloat16)) == 0.5
+    assert output_data(np.float32(0.25)) == 0.25 and isinstance(output_data(np.float32(0.25)), float)
+    assert output_data([0.5]).shape == (1,)
+    assert output_data(None) == "returned NoneType" and output_data("0.5") == "returned str"
+    assert run_case(lambda p, q: 1 / 0, CASES[0]).startswith("raised ZeroDivisionError: ")
+
+
+# ---------------------------------------------------------------- klcourse's own functions
+def test_uses_klcourse_sees_direct_use_wrappers_partials_and_aliases():
+    import functools
+
+    import klcourse
+    import klcourse as kc
+    from klcourse import kl_divergence, kl_normal
+
+    def def_wrapper(p, q):
+        return kl_divergence(p, q)
+
+    def via_helper(p, q):
+        return def_wrapper(p, q)
+
+    def make_closure():
+        f = kl_divergence
+
+        def inner(p, q):
+            return f(p, q)
+
+        return inner
+
+    own = [kl_divergence, lambda p, q: kl_divergence(p, q), def_wrapper, via_helper, make_closure(),
+           functools.partial(kl_normal, 0.0), lambda m0, s0, m1, s1: klcourse.kl_normal(m0, s0, m1, s1),
+           lambda m0, s0, m1, s1: kc.gaussians.kl_normal(m0, s0, m1, s1)]
+    for fn in own:
+        sentence = uses_klcourse(fn)
+        assert sentence and "klcourse's own function" in sentence and "write your own" in sentence, fn
+    assert uses_klcourse(kl_np) is None
+    assert uses_klcourse(lambda p, q: np.sum(p * np.log(p / q))) is None
+    assert uses_klcourse(check) is None  # klcourse.exercises is not the library
+
+
+def test_allowed_library_helpers_pass_uses_klcourse():
+    from klcourse import numerics as nm
+
+    def kl_b(a, b):
+        return a * nm.r_minus_log1p((b - a) / a)
+
+    assert uses_klcourse(kl_b, allowed=("klcourse.numerics.r_minus_log1p",)) is None
+    assert uses_klcourse(kl_b) is not None
+
+
+# ---------------------------------------------------------------- the function-checker protocol
+FUNCTION_EXERCISES = [e for e in list_exercises() if e.kind == "function"]
+
+
+def test_every_function_exercise_has_a_protocol_checker():
+    assert len(FUNCTION_EXERCISES) == 11
+    for e in FUNCTION_EXERCISES:
+        assert isinstance(e.checker, FunctionChecker), e.id
+        assert not hasattr(e.checker, "__closure__")
+        assert callable(e.checker.cases) and callable(e.checker.judge)
+
+
+@pytest.mark.parametrize("exercise", FUNCTION_EXERCISES, ids=lambda e: e.id)
+def test_hidden_cases_extend_the_public_ones_deterministically(exercise):
+    checker = exercise.checker
+    public = checker.cases()
+    assert [c.description for c in checker.cases(None)] == [c.description for c in public]
+    hidden_1, again, hidden_2 = checker.cases(seed=1), checker.cases(seed=1), checker.cases(seed=2)
+    assert [c.description for c in hidden_1[:len(public)]] == [c.description for c in public]
+    assert len(hidden_1) > len(public)
+    assert [c.description for c in hidden_1] == [c.description for c in again]
+    extra = hidden_1[len(public):]
+    assert all(c.description.startswith("hidden case: ") for c in extra)
+    assert {_fingerprint(c) for c in extra} != {_fingerprint(c) for c in hidden_2[len(public):]}
+    assert not {_fingerprint(c) for c in extra} & {_fingerprint(c) for c in public}
+
+
+def test_judge_on_plain_data_equals_the_in_process_verdict(scratch):
+    named = Misconception("swapped", lambda p, q: _kl_reference_inf(q, p), "Swapped.")
+    checker = function(_kl_reference_inf, INF_CASES, misconceptions=[named], name="kl")
+    answers = [kl_np, lambda p, q: kl_np(q, p), lambda p, q: [kl_np(p, q)], lambda p, q: 1 / 0,
+               lambda p, q: float(np.sum(np.asarray(p) * np.log(np.asarray(p) / np.asarray(q)))), lambda p, q: None]
+    for answer in answers:
+        cases = checker.cases(seed=3)
+        outputs = checker.run(answer, cases)
+        as_json = [o if isinstance(o, (str, float)) else o.tolist() for o in outputs]  # what a sandbox sends
+        assert checker.judge(as_json, cases) == checker.judge(outputs, cases)
+        assert checker.judge(checker.run(answer), checker.cases()) == checker(answer)
+    in_process = checker(lambda p, q: kl_np(q, p))
+    assert in_process.misconception == "swapped"
+    raised = checker.judge(["raised ValueError: bad input"] * len(INF_CASES), INF_CASES)
+    assert "raised ValueError: bad input on two random vectors" in raised.message
+
+
+def test_function_feedback_does_not_contain_the_reference_outputs():
+    for exercise in FUNCTION_EXERCISES:
+        checker = exercise.checker
+        cases = checker.cases()
+        refs = [np.asarray(output_data(checker._reference_output(c)), dtype=float) for c in cases]
+        scaled = [r * 1.37 for r in refs]
+        message = checker.judge(scaled, cases).message
+        for case in cases:  # the inputs are no secret: the learner's function sees them
+            message = message.replace(case.description, "")
+        for ref in refs:
+            for value in np.atleast_1d(ref).ravel()[:5]:
+                if np.isfinite(value) and abs(value) > 1e-3:
+                    for digits in (3, 4, 5):
+                        text = f"{value:.{digits}g}"
+                        assert len(text.strip("-0.")) < 3 or text not in message, (exercise.id, message)

@@ -277,3 +277,33 @@ def test_statements_state_the_registered_data():
     assert "P = (1/2, 1/4, 1/8, 1/8)" in excess and f"{ex.N_LETTERS:,}" in excess
     for letter, word in zip("ABCD", ex.CODEWORDS, strict=True):
         assert f"{letter} = `{word}`" in excess
+
+
+# --------------------------------------------------------------------------- feedback fairness (issue 9)
+def test_excess_bits_negative_answer_does_not_reveal_that_it_is_a_kl():
+    message = evaluate("definitions.excess-bits", -250_000.0).message
+    for word in ("KL", "divergence", "Gibbs"):
+        assert word not in message, message
+    assert "longer" in message
+
+
+def test_kl_in_bits_negative_answer_gets_the_gibbs_hint_its_statement_allows():
+    assert "never negative" in evaluate("definitions.kl-in-bits", -0.5).message
+
+
+def test_implement_kl_returning_a_list_of_one_is_a_shape_sentence():
+    fb = evaluate("definitions.implement-kl", lambda p, q: [kl_rel_entr(p, q)])
+    assert fb.status == INVALID
+    assert "returns shape (1,); a single number (shape ()) is expected on random vectors of length 2" in fb.message
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("definitions.triangle", ([0.5, 0.6, 0.2], [0.3, 0.3, 0.4], [0.2, 0.3, 0.5])),
+    ("asymmetry.infinite-one-way", ([0.5, 0.6], [0.5, 0.5])),
+    ("relatives.reverse-pinsker", ([0.5, 0.6], [0.5, 0.5])),
+])
+def test_unnormalised_vectors_get_advice_the_reader_can_use(exercise_id, answer):
+    fb = evaluate(exercise_id, answer)
+    assert fb.status == INVALID
+    assert "normalize" not in fb.message and "axis" not in fb.message, fb.message
+    assert "divide it by its sum" in fb.message

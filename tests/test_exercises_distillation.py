@@ -236,3 +236,45 @@ def test_high_t_limit_accepts_mpmath_value_and_names_misconceptions():
     for wrong, name in ((np.sum(gap**2) / (2 * k), "not-centred"), (centred / 2, "no-1/K"),
                         (centred / k, "no-1/2"), (0.0, "no-T-squared")):
         assert_misconception("high-t-limit", wrong, name)
+
+
+# --------------------------------------------------------------------------- issue 9: float32, cross-entropy, T
+def kd_float32(s, t, T):
+    log_p_student = F.log_softmax(s.float() / T, dim=-1)
+    return F.kl_div(log_p_student, F.softmax(t.float() / T, dim=-1), reduction="batchmean") * T**2
+
+
+def kd_soft_target_cross_entropy(s, t, T):
+    return -(F.softmax(t / T, dim=-1) * F.log_softmax(s / T, dim=-1)).sum(dim=-1).mean() * T**2
+
+
+def kd_teacher_only_temperature(s, t, T):
+    return F.kl_div(F.log_softmax(s, dim=-1), F.softmax(t / T, dim=-1), reduction="batchmean") * T**2
+
+
+def test_kl_div_loss_accepts_a_float32_loss_including_identical_logits():
+    case = next(c for c in ex.kd_loss_cases(np.random.default_rng(12345)) if "identical" in c.description)
+    assert abs(float(kd_float32(*case.args))) > 1e-10  # float32 rounding: not exactly 0
+    fb = verdict("kl-div-loss", kd_float32)
+    assert fb.passed, fb.message
+
+
+def test_kl_div_loss_names_soft_target_cross_entropy():
+    s, t, T = (torch.tensor([[1.0, 2.0, 0.5]], dtype=torch.float64), torch.tensor([[3.0, 1.0, -1.0]],
+               dtype=torch.float64), 2.0)
+    p_t = softmax(t.numpy() / T, axis=1)
+    gap = float(kd_soft_target_cross_entropy(s, t, T) - kd_right(s, t, T))
+    assert gap == pytest.approx(T**2 * entropy(p_t[0]), rel=1e-12)  # off by T²·H(p_teacher)
+    fb = verdict("kl-div-loss", kd_soft_target_cross_entropy)
+    assert fb.misconception == "soft-target-cross-entropy" and "T²·H(p_t)" in fb.message
+
+
+def test_kl_div_loss_names_a_teacher_only_temperature():
+    fb = verdict("kl-div-loss", kd_teacher_only_temperature)
+    assert fb.misconception == "teacher-only-temperature", fb.message
+
+
+def test_loss_by_hand_names_soft_target_cross_entropy():
+    p_s, p_t, T = loss_parts()
+    cross = T**2 * float(np.mean(-np.sum(p_t * np.log(p_s), axis=1)))
+    assert verdict("loss-by-hand", round(cross, 4)).misconception == "soft-target-cross-entropy"

@@ -13,7 +13,7 @@ from sklearn.mixture import GaussianMixture
 from klcourse import fit_gmm_em
 from klcourse.em import e_step
 from klcourse.exercises import em as ex
-from klcourse.exercises import evaluate, list_exercises
+from klcourse.exercises import evaluate, get_exercise, list_exercises
 
 
 def verdict(exercise, answer):
@@ -138,3 +138,35 @@ def test_better_optimum_agrees_with_sklearn_runs_from_the_same_starts():
             assert ("ridge" in feedback.message) == collapsed
     top = max(summary, key=lambda o: summary[o][0])
     assert summary[top][1]  # the highest log-likelihood belongs to the collapsed run
+
+
+# --------------------------------------------------------------------------- issue 9: underflow, forgotten H(q)
+def naive_density_e_step(x, weights, means, covs):
+    """The version the chapter warns against: densities (not log-densities) normalised row by row."""
+    dens = np.column_stack([w * multivariate_normal(m, c).pdf(x) for w, m, c in zip(weights, means, covs,
+                                                                                      strict=True)])
+    with np.errstate(all="ignore"):
+        return dens / dens.sum(axis=1, keepdims=True)
+
+
+def test_e_step_has_points_whose_log_density_underflows():
+    case = next(c for c in get_exercise("em.e-step").checker.cases() if c.tag == "underflow")
+    x, weights, means, covs = case.args
+    logpdf = np.column_stack([multivariate_normal(m, c).logpdf(x) for m, c in zip(means, covs, strict=True)])
+    assert np.all(logpdf[:-1] < ex.UNDERFLOW_LOG_DENSITY)
+    assert np.all(np.exp(logpdf[:-1]) == 0.0)  # the naive version sees 0/0 there
+
+
+def test_e_step_rejects_the_naive_density_version():
+    fb = verdict("e-step", naive_density_e_step)
+    assert not fb.passed and fb.misconception == "underflow", fb.message
+    assert "logsumexp" in fb.message
+
+
+def test_kl_gap_names_a_forgotten_entropy_of_q():
+    q = np.array(ex.GAP_Q)
+    post = np.array(ex.GAP_JOINT) / np.sum(ex.GAP_JOINT)
+    cross_entropy = float(-np.sum(q * np.log(post)))  # log p(x) − E_q[log p(x, z)]: the ELBO without H(q)
+    assert cross_entropy == pytest.approx(entropy(q, post) + entropy(q), rel=1e-12)
+    fb = verdict("kl-gap", round(cross_entropy, 3))
+    assert not fb.passed and fb.misconception == "forgot-entropy", fb.message

@@ -283,3 +283,23 @@ def test_plot_heatmap_labels_axes_and_colorbar():
     assert mesh.colorbar.ax.get_ylabel() == "KL (nats)"
     np.testing.assert_array_equal(mesh.get_array().reshape(z.shape), z)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- issue 9: klcourse's own function
+def _kl_gauss_def_wrapper(mu0, s0, mu1, s1):
+    return kl_normal(mu0, s0, mu1, s1)
+
+
+def test_kl_gauss_rejects_klcourse_in_every_disguise():
+    import functools
+
+    import klcourse
+    import klcourse as kc
+
+    disguises = [kl_normal, lambda m0, s0, m1, s1: kl_normal(m0, s0, m1, s1), _kl_gauss_def_wrapper,
+                 functools.partial(kl_normal), lambda *a: klcourse.kl_normal(*a), lambda *a: kc.gaussians.kl_normal(*a)]
+    for answer in disguises:
+        fb = evaluate("gaussians.kl-gauss", answer)
+        assert not fb.passed and fb.misconception == "klcourse-own", answer
+        assert "klcourse.gaussians.kl_normal" in fb.message and "write your own" in fb.message
+    assert evaluate("gaussians.kl-gauss", kl_gauss_hand).passed

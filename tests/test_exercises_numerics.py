@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import rel_entr
 
-from klcourse.exercises import evaluate, list_exercises
+from klcourse.exercises import evaluate, get_exercise, list_exercises
 from klcourse.exercises import numerics as ex
 from klcourse.exercises.core import CORRECT, INVALID, KINDS, NOT_ANSWERED
 from klcourse.numerics import kl_bernoulli
@@ -341,3 +341,23 @@ def test_kl_div_data_cell_holds_the_registered_logits():
         tensors[node.targets[0].id] = ast.literal_eval(call.args[0])
     assert tuple(map(tuple, tensors["target_logits_ex"])) == ex.TARGET_LOGITS
     assert tuple(map(tuple, tensors["model_logits_ex"])) == ex.MODEL_LOGITS
+
+
+# --------------------------------------------------------------------------- issue 9: direction, hidden cases
+def test_digits_lost_feedback_points_the_way_the_figure_runs():
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "05_numerics.ipynb").read_text())
+    figure = next("".join(c["source"]) for c in nb["cells"] if "glue(\"fig_sweep\"" in "".join(c["source"]))
+    message = evaluate("numerics.digits-lost", "0").message
+    if "invert_xaxis()" in figure:  # δ → 0 to the right
+        assert "right" in message and "left" not in message, message
+    else:
+        assert "left" in message and "right" not in message, message
+
+
+def test_kl_bernoulli_hidden_cases():
+    checker = get_exercise("numerics.kl-bernoulli").checker
+    for seed in (1, 2, 3):
+        cases = checker.cases(seed=seed)
+        assert checker.judge(checker.run(kl_bernoulli_with_psi, cases), cases).passed
+        naive = checker.judge(checker.run(kl_bernoulli_naive, cases), cases)
+        assert naive.misconception in ("cancellation", None) and not naive.passed

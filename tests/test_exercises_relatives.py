@@ -296,3 +296,36 @@ def test_annotated_heatmap_writes_every_cell():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
     assert np.allclose(image.get_array(), table)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- issue 9: boundary, float32, scipy
+def test_reverse_pinsker_accepts_a_pair_exactly_on_the_tv_boundary():
+    p, q = [0.1, 0.3, 0.6], [0.0, 0.4, 0.6]  # TV = 0.1 exactly; float64 makes it 0.10000000000000002
+    assert 0.5 * sum(abs(a - b) for a, b in zip(p, q, strict=True)) > 0.1
+    fb = evaluate("relatives.reverse-pinsker", (p, q))
+    assert fb.passed, fb.message
+
+
+def test_reverse_pinsker_accepts_float32_tensors_and_arrays():
+    import torch
+
+    p, q = [0.1, 0.9], [1e-6, 1 - 1e-6]  # TV < 0.1, KL ≈ 1.06 nats
+    assert float(rel_entr(p, q).sum()) > 1.0
+    fb = evaluate("relatives.reverse-pinsker", (torch.tensor(p), torch.tensor(q)))
+    assert fb.passed, fb.message
+    assert evaluate("relatives.reverse-pinsker", (np.float32(p), np.array(q, dtype=np.float32))).passed
+
+
+def test_js_overlap_recognises_scipy_jensenshannon_with_its_defaults():
+    p, q = js_boxes()
+    fb = evaluate("relatives.js-overlap", float(jensenshannon(p, q)))
+    assert not fb.passed and fb.misconception == "scipy-jensenshannon"
+    assert "square root" in fb.message and "jensenshannon" in fb.message
+    assert evaluate("relatives.js-overlap", float(jensenshannon(p, q, base=2))).misconception == "js-distance"
+    assert evaluate("relatives.js-overlap", float(jensenshannon(p, q, base=2)) ** 2).passed
+
+
+def js_boxes():
+    p, q = np.zeros(JS_WIDTH + JS_SHIFT), np.zeros(JS_WIDTH + JS_SHIFT)
+    p[:JS_WIDTH], q[JS_SHIFT:] = 1 / JS_WIDTH, 1 / JS_WIDTH
+    return p, q

@@ -171,3 +171,30 @@ def test_mse_penalty_is_bounded_where_the_kl_is_not():
         kl = kl_1d_quad(0.0, sigma**2) if sigma > 1e-3 else 0.5 * (sigma**2 - 1) - math.log(sigma)
         assert kl > -math.log(sigma) - 0.5 - 1e-9
         assert 0.5 * (sigma - 1) ** 2 < 0.5
+
+
+# --------------------------------------------------------------------------- issue 9: keepdim, 6.6 message
+def test_kl_torch_keepdim_is_a_shape_sentence():
+    fb = evaluate("vae.kl-torch", lambda mu, lv: 0.5 * torch.sum(torch.exp(lv) + mu**2 - 1 - lv, dim=-1,
+                                                                  keepdim=True))
+    assert fb.status == "invalid"
+    assert "returns shape (3, 1); shape (3,) is expected on" in fb.message, fb.message
+
+
+def test_kl_torch_not_differentiable_is_named():
+    fb = evaluate("vae.kl-torch", lambda mu, lv: torch.tensor(by_hand(mu, lv).detach().numpy()))
+    assert fb.misconception == "not-differentiable", fb.message
+
+
+def test_mse_sigma_feedback_states_the_width_penalties_correctly():
+    def kl_width(s):
+        return 0.5 * (s**2 - 1 - math.log(s**2))
+
+    def mse_width(s):
+        return 0.5 * (s - 1) ** 2
+
+    ratio = kl_width(0.99) / mse_width(0.99)
+    assert ratio == pytest.approx(2.0, rel=0.02)  # the KL's width part is twice the MSE's near σ = 1
+    message = evaluate("vae.mse-sigma", "about the same").message
+    assert "agree" not in message and "second order" not in message
+    assert "twice" in message and "μ parts coincide" in message

@@ -803,7 +803,22 @@ class FunctionChecker:
             if verdict is not None:
                 return verdict
         name = self.name
-        for i in failing:  # shapes first: exceptions, non-numbers and shapes before any value
+        group = [i for i in failing if j.cases[i].probe is None] or failing  # plain calls before probes
+        verdict = self._first_problem(j, group)
+        if verdict is not None:
+            return verdict
+        i = group[0]
+        out, ref, case = j.outputs[i], j.refs[i], j.cases[i]
+        if ref.ndim == 0:
+            return Verdict(False, f"Your {name} gives a wrong result on {case.description}: the result "
+                           f"{_scalar_distance(float(out), float(ref), self._reason)}.")
+        return Verdict(False, f"Your {name} gives a wrong result on {case.description}: "
+                       f"{_array_distance(out, ref, self.tolerance, self._reason)}.")
+
+    def _first_problem(self, j: Judged, failing: list[int]) -> Verdict | None:
+        """Shapes first: an exception, then a non-number, then a shape, then NaN — before any value."""
+        name = self.name
+        for i in failing:
             out, case = j.outputs[i], j.cases[i]
             if isinstance(out, str) and out.startswith("raised"):
                 return Verdict(False, f"Your {name} {out} on {case.description}.")
@@ -821,13 +836,7 @@ class FunctionChecker:
             if np.isnan(j.outputs[i]).any():
                 return Verdict(False, f"Your {name} returns NaN on {j.cases[i].description}: look for 0·log 0 "
                                "(terms with p = 0 contribute 0) or 0/0.")
-        i = failing[0]
-        out, ref, case = j.outputs[i], j.refs[i], j.cases[i]
-        if ref.ndim == 0:
-            return Verdict(False, f"Your {name} gives a wrong result on {case.description}: the result "
-                           f"{_scalar_distance(float(out), float(ref), self._reason)}.")
-        return Verdict(False, f"Your {name} gives a wrong result on {case.description}: "
-                       f"{_array_distance(out, ref, self.tolerance, self._reason)}.")
+        return None
 
     def _misconception(self, misconceptions, j: Judged, where=lambda case: True):
         tol = self.tolerance
