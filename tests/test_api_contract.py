@@ -358,3 +358,47 @@ def test_docstring_contract(name):
     assert ".. math::" in doc or ":math:`" in doc, f"{name}: no formula"
     references = doc.split("References", 1)[1]
     assert re.search(r"\(\d{4}\)|\d{4}\)", references), f"{name}: References cites no dated source"
+
+
+# --------------------------------------------------------------------------- the exercise API (issue 9)
+def test_exercise_api_is_documented():
+    from klcourse import exercises
+    from klcourse.exercises import checkers
+
+    public = [exercises.check, exercises.evaluate, exercises.get_exercise, exercises.list_exercises,
+              exercises.tolerance_text, checkers.number, checkers.array, checkers.function, checkers.choice,
+              checkers.predicate, checkers.uses_klcourse, checkers.run_case, checkers.output_data,
+              checkers.FunctionChecker.cases, checkers.FunctionChecker.judge, checkers.FunctionChecker.run]
+    for func in public:
+        assert func.__doc__ and len(func.__doc__.strip()) > 20, func.__qualname__
+
+
+def test_exercise_api_bad_input_names_the_problem():
+    from klcourse.exercises import get_exercise, tolerance_text
+
+    with pytest.raises(KeyError, match="no exercise"):
+        tolerance_text("gaussians.no-such-exercise")
+    checker = get_exercise("gaussians.kl-gauss").checker
+    with pytest.raises(ValueError, match="seed must be an int"):
+        checker.cases(seed="7")
+    with pytest.raises(ValueError, match="outputs for"):
+        checker.judge([0.0], checker.cases())
+
+
+def test_function_checker_protocol_round_trip():
+    """cases(seed) → outputs as plain data (JSON-able) → judge: the same verdict as the in-process call."""
+    import json
+
+    from klcourse.exercises import get_exercise
+    from klcourse.exercises.checkers import Case, run_case
+
+    def kl_gauss(mu0, s0, mu1, s1):
+        return math.log(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5
+
+    checker = get_exercise("gaussians.kl-gauss").checker
+    cases = checker.cases(seed=2024)
+    assert all(isinstance(c, Case) for c in cases)
+    outputs = json.loads(json.dumps([run_case(kl_gauss, c) for c in cases]))
+    verdict = checker.judge(outputs, cases)
+    assert verdict.passed and verdict.status == "correct"
+    assert checker(kl_gauss).passed

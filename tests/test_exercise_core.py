@@ -319,6 +319,7 @@ def test_no_registered_exercise_reveals_its_answer(exercise):
 # ---------------------------------------------------------------- by-hand answers: 3 significant figures
 from klcourse.exercises import tolerance_text  # noqa: E402
 from klcourse.exercises.checkers import (  # noqa: E402
+    ChoiceChecker,
     FunctionChecker,
     _fingerprint,
     output_data,
@@ -621,3 +622,25 @@ def test_function_feedback_does_not_contain_the_reference_outputs():
                     for digits in (3, 4, 5):
                         text = f"{value:.{digits}g}"
                         assert len(text.strip("-0.")) < 3 or text not in message, (exercise.id, message)
+
+
+# ---------------------------------------------------------------- audit of every choice explanation
+CHOICES = [e for e in list_exercises() if isinstance(e.checker, ChoiceChecker)]
+
+
+@pytest.mark.parametrize("exercise", CHOICES, ids=lambda e: e.id)
+def test_every_wrong_option_gets_an_explanation_a_reader_can_act_on(exercise):
+    right = exercise.checker._right()
+    for option in exercise.checker.options:
+        fb = evaluate(exercise.id, option)
+        if option.strip().lower() == right:
+            assert fb.passed
+            continue
+        assert not fb.passed and fb.message.endswith((".", "?", ")")), fb.message
+        assert "normalize" not in fb.message
+        assert "second order" not in fb.message  # (6.6: the KL and MSE penalties do not agree to second order)
+
+
+def test_clip_predict_same_explanation_asks_instead_of_telling():
+    message = evaluate("numerics.clip-predict", "same").message
+    assert "doubles" not in message and message.endswith("?")

@@ -198,3 +198,14 @@ def test_mse_sigma_feedback_states_the_width_penalties_correctly():
     message = evaluate("vae.mse-sigma", "about the same").message
     assert "agree" not in message and "second order" not in message
     assert "twice" in message and "μ parts coincide" in message
+
+
+def test_rate_feedback_uses_the_chapters_active_threshold():
+    from klcourse.vae_model import ACTIVE_THRESHOLD
+
+    assert ex.ACTIVE_THRESHOLD_NATS == ACTIVE_THRESHOLD
+
+
+def test_mse_sigma_larger_feedback_does_not_deny_the_mse_pull_towards_one():
+    message = evaluate("vae.mse-sigma", "larger").message
+    assert "nothing in the MSE penalty" not in message and "towards 1" in message

@@ -747,6 +747,8 @@ class FunctionChecker:
     # ---- the protocol
     def cases(self, seed: int | None = None) -> list[Case]:
         """The public cases; with ``seed``, hidden randomised cases from ``np.random.default_rng(seed)`` appended."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
         make = self._make_cases
         public = list(make(np.random.default_rng(self._seed)) if callable(make) else make)
         if seed is None or not callable(make):

@@ -177,6 +177,7 @@ def _load_chapters() -> None:
 
 
 def get_exercise(exercise_id: str) -> Exercise:
+    """The registered :class:`Exercise` with this id; a ``KeyError`` names the exercises of its chapter."""
     _load_chapters()
     try:
         return _REGISTRY[exercise_id]
@@ -210,7 +211,8 @@ CHAPTERS = (
 
 def tolerance_text(exercise_id: str) -> str:
     """The sentence stating what the exercise accepts, e.g. ``"Accepted: 3 significant figures."``."""
-    return get_exercise(exercise_id).tolerance.text
+    exercise = get_exercise(exercise_id)
+    return (exercise.tolerance or tolerance_for_kind(exercise.kind)).text
 
 
 def evaluate(exercise_id: str, answer) -> Feedback:

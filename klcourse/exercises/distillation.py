@@ -110,7 +110,8 @@ register(
                           _CROSS_ENTROPY_MESSAGE),
             Misconception("no-T-squared", lambda: _loss_variant(squared=False),
                           "That is the divergence without the factor T²: the distillation loss multiplies "
-                          "D(p_t‖p_s) by T² so that its gradients keep their size as T changes."),
+                          "D(p_t‖p_s) by T², which offsets the roughly 1/T² shrinking of its gradients at high "
+                          "temperature."),
             swapped(lambda: _loss_variant(swap=True)),
             sum_vs_mean(lambda: _loss_variant(reduce="sum")),
             Misconception("reduction-mean", lambda: _loss_variant(reduce="elements"),

@@ -230,8 +230,8 @@ def _clip_comparison() -> str:
 
 
 _CLIP_EXPLANATIONS = {
-    "same": "The epsilon is not negligible here: Q has a zero where P has mass, so one term is p·log(p/eps), "
-            "and log(1/eps) doubles when eps goes from 1e-8 to 1e-16.",
+    "same": "The epsilon is not negligible here: Q has a zero where P has mass, so one term is p·log(p/eps). "
+            "What happens to log(1/eps) when eps goes from 1e-8 to 1e-16?",
     "smaller": "Look at the term for the outcome where q = 0: p·log(p/eps). What does a smaller eps do to "
                "log(1/eps)?",
     "larger": "Compare the term p·log(p/eps) for the two values of eps.",

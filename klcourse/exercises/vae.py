@@ -44,6 +44,9 @@ KL_PER_DIM_BITS = (1.42, 0.004, 0.87, 0.0, 2.05, 0.006)
 #: ``vae.elbo-gap``: one test image of a 2-D VAE (nats): log p(x) by quadrature over z, the expected
 #: reconstruction log-likelihood E_q[log p(x|z)], and the KL term D(q(z|x) || p(z)).
 LOG_EVIDENCE = -20.48
+
+#: the chapter's "active unit" threshold (nats), ``klcourse.vae_model.ACTIVE_THRESHOLD`` (not imported: no torch here)
+ACTIVE_THRESHOLD_NATS = 0.01
 EXPECTED_LOG_LIKELIHOOD = -19.32
 KL_TERM = 2.07
 
@@ -248,9 +251,10 @@ register(
                           "sum over dimensions."),
             Misconception("inverted-conversion", lambda: float(np.sum(KL_PER_DIM_BITS) / LN2),
                           "The conversion is upside down: 1 bit = ln 2 nats ≈ 0.693 nats, so multiply by ln 2."),
-            Misconception("active-only", lambda: float(sum(k for k in KL_PER_DIM_BITS if k * LN2 > 0.01) * LN2),
+            Misconception("active-only",
+                          lambda: float(sum(k for k in KL_PER_DIM_BITS if k * LN2 > ACTIVE_THRESHOLD_NATS) * LN2),
                           "The rate counts every dimension, including the small KL of the inactive ones "
-                          "(the 0.01-nat threshold only decides what we call active)."),
+                          f"(the {ACTIVE_THRESHOLD_NATS:g}-nat threshold only decides what we call active)."),
         ],
     ),
 )
@@ -297,8 +301,8 @@ register(
             "about the same": "Near the prior only the μ parts coincide (½μ² in both). The width parts differ: the "
                               "KL's is about (σ − 1)², twice the MSE's ½(σ − 1)², and as σ → 0 the MSE's stays "
                               "below ½ while the KL's grows like −log σ. Which σ does the reconstruction term want?",
-            "larger": "A larger σ adds noise to z and makes reconstructions worse; nothing in the MSE penalty "
-                      "rewards it. Compare what each penalty charges as σ → 0.",
+            "larger": "A larger σ adds noise to z and makes reconstructions worse. Both penalties pull σ towards 1, "
+                      "but not equally hard: compare what each one charges as σ → 0.",
         },
     ),
 )
