@@ -56,3 +56,20 @@ def require(module: str, feature: str):
 def require_torch(feature: str = "This part of klcourse"):
     """Import and return :mod:`torch`, or raise an ImportError that says ``pip install "klcourse[torch]"``."""
     return require("torch", feature)
+
+
+#: ``Feedback.misconception`` of a check that could not run because an optional package is absent.
+MISSING_PACKAGE = "missing-package"
+
+
+def missing_package_verdict(exc: BaseException, verdict):
+    """For :func:`klcourse.exercises.evaluate`: a checker that failed because PyTorch or scikit-learn is not
+    installed gets a sentence saying how to install it; any other failure keeps ``verdict``."""
+    root = (getattr(exc, "name", None) or "").split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or root not in EXTRAS:
+        return verdict
+    from klcourse.exercises.core import INVALID, Verdict
+
+    package, command = EXTRAS[root]
+    return Verdict(False, f"This check needs {package}, which is not installed here. Install it with: {command} "
+                          "(then restart the kernel).", INVALID, MISSING_PACKAGE)

@@ -200,3 +200,45 @@ def test_cli_progress_and_reset(tmp_path, capsys):
     assert "deleted" in out and f"0 of {len(EXERCISES)} exercises passed" in out
     assert not (tmp_path / "progress.json").exists()
     assert cli.main(["progress", "--chapter", "nope"]) == 2
+
+
+# --------------------------------------------------------------------------- a checker without its optional package
+@pytest.fixture
+def failing_checker(monkeypatch):
+    """Registered exercises whose checkers fail with a given exception (removed afterwards)."""
+    from klcourse.exercises import core
+
+    added = []
+
+    def add(name, exc, with_hints=True):
+        def checker(answer):
+            raise exc
+
+        eid = f"scratch.{name}"
+        core.register(eid, title="t", kind="number", checker=checker)
+        added.append(eid)
+        if with_hints:
+            monkeypatch.setitem(hints_module.HINTS, eid, ("first hint " * 5, "second hint " * 5))
+        return eid
+
+    yield add
+    for eid in added:
+        core._REGISTRY.pop(eid, None)
+
+
+@pytest.mark.parametrize(("module", "command"), [("sklearn", 'pip install "klcourse[datasets]"'),
+                                                 ("torch", 'pip install "klcourse[torch]"'),
+                                                 ("torch.nn", 'pip install "klcourse[torch]"')])
+def test_a_check_without_its_optional_package_says_how_to_install_it(failing_checker, module, command):
+    eid = failing_checker(module.replace(".", "-"), ModuleNotFoundError(f"No module named '{module}'", name=module))
+    feedback = check(eid, 1.0)
+    assert not feedback.passed and feedback.status == "invalid"
+    assert command in feedback.message and "hint(" not in feedback.message  # not the learner's mistake
+    assert progress_report().chapters["scratch"] == [(eid, "t", "todo")]  # and not an attempt
+
+
+def test_other_checker_failures_keep_their_sentence_and_the_hint_pointer(failing_checker):
+    eid = failing_checker("other", ModuleNotFoundError("No module named 'foo'", name="foo"))
+    message = check(eid, 1.0).message
+    assert message.startswith("Could not check this answer (ModuleNotFoundError") and f'hint("{eid}")' in message
+    assert "pip install" not in message

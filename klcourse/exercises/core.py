@@ -224,6 +224,9 @@ def evaluate(exercise_id: str, answer) -> Feedback:
         verdict = exercise.checker(answer)
     except Exception as exc:  # a checker must never show a learner a traceback
         verdict = Verdict(False, f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
+        from klcourse._optional import missing_package_verdict
+
+        verdict = missing_package_verdict(exc, verdict)  # no torch / scikit-learn: say which extra installs it
     return Feedback(exercise_id, verdict.passed, verdict.message, verdict.status, verdict.misconception)
 
 

@@ -11,6 +11,7 @@ import html
 import numbers
 from dataclasses import dataclass, replace
 
+from klcourse._optional import MISSING_PACKAGE
 from klcourse.exercises.core import INVALID, WRONG, Feedback, _in_ipython, get_exercise
 
 __all__ = ["HINTS", "Hint", "hint", "point_to_hint"]
@@ -516,5 +517,7 @@ def hint(exercise_id: str, n: int | None = None) -> Hint:
 def point_to_hint(feedback: Feedback) -> Feedback:
     """The feedback with a pointer to :func:`hint` appended when the answer was wrong or invalid."""
     if feedback.status not in (WRONG, INVALID) or not HINTS.get(feedback.exercise_id):
+        return feedback
+    if feedback.misconception == MISSING_PACKAGE:  # not the learner's answer: a package to install
         return feedback
     return replace(feedback, message=f'{feedback.message} Stuck? hint("{feedback.exercise_id}") gives a hint.')

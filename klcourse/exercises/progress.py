@@ -10,7 +10,8 @@ on this machine only.
 What it holds
 -------------
 For each exercise id: how many answers were checked, whether one passed, and when one first passed (UTC).
-``...`` (not answered yet) is not counted. A pass stays a pass: a later wrong answer does not undo it.
+``...`` (not answered yet) is not counted, nor a check that needs a package not installed here. A pass stays a
+pass: a later wrong answer does not undo it.
 
 Safety
 ------
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from klcourse._optional import MISSING_PACKAGE
 from klcourse.exercises.core import CHAPTERS, CORRECT, NOT_ANSWERED, Feedback, _in_ipython, list_exercises
 
 #: Environment variable naming the record's file, or turning recording off.
@@ -92,8 +94,8 @@ def record(feedback: Feedback) -> bool:
     """
     try:
         path = progress_path()
-        if path is None or feedback.status == NOT_ANSWERED:
-            return False
+        if path is None or feedback.status == NOT_ANSWERED or feedback.misconception == MISSING_PACKAGE:
+            return False  # off, not answered yet, or a package to install (not an attempt)
         exercises = _load(path)
         entry = exercises.setdefault(feedback.exercise_id, {})
         entry["attempts"] = int(entry.get("attempts", 0)) + 1
