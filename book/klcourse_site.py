@@ -250,6 +250,8 @@ div.math > .katex-display:focus-visible { outline: 3px solid var(--pst-color-acc
 .bd-header .btn:focus-visible, .header-article-items .btn:focus-visible, .dropdown-toggle:focus-visible,
 .toggle-button:focus-visible, summary:focus-visible {
   outline: 3px solid var(--pst-color-accent); outline-offset: 2px; }
+/* On a phone the theme's floating "Back to top" pill lies on top of the text and code being read. */
+@media (max-width: 767.98px) { #pst-back-to-top { display: none !important; } }
 """
 
 
@@ -280,7 +282,22 @@ def write_root_redirect(app, exception):
     Path(app.outdir, "index.html").write_text(page, encoding="utf-8")
 
 
+# The KaTeX fonts nearly every formula uses, fetched with the page's style sheets instead of when the first
+# formula is laid out: without them the text reflows when they arrive (a layout shift of 0.22 on a phone).
+PRELOADED_FONTS = ("KaTeX_Main-Regular", "KaTeX_Math-Italic", "KaTeX_Size1-Regular", "KaTeX_AMS-Regular")
+
+
+def preload_math_fonts(app, pagename, templatename, context, doctree):
+    if "sphinxcontrib.katex" not in app.extensions or doctree is None or not any(
+            node.tagname in ("math", "math_block") for node in doctree.findall()):
+        return
+    links = "".join(f'<link rel="preload" href="{context["pathto"](f"_static/katex/fonts/{name}.woff2", 1)}" '
+                    'as="font" type="font/woff2" crossorigin>\n' for name in PRELOADED_FONTS)
+    context["metatags"] = context.get("metatags", "") + links
+
+
 def on_page(app, pagename, templatename, context, doctree):
+    preload_math_fonts(app, pagename, templatename, context, doctree)
     typeset_search_excerpts(app, pagename, templatename, context, doctree)
     drop_repeated_scripts(app, pagename, templatename, context, doctree)
 
