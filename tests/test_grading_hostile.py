@@ -24,8 +24,8 @@ from klcourse.instructor.grading import grade
 from klcourse.instructor.variants import variant_data
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMIT = 8.0  # seconds per submission
-CELL = 4.0  # seconds per cell
+LIMIT = 15.0  # seconds per submission (generous: two of these run at once on a loaded 2-core machine)
+CELL = 5.0  # seconds per cell
 POINTS = {"definitions.kl-in-bits": 2, "definitions.implement-kl": 3, "definitions.predict-symmetry": 1,
           "definitions.excess-bits": 2}
 TOTAL = sum(POINTS.values())
@@ -84,7 +84,7 @@ ROSTER = [("full", "Ada Full", "1001"), ("partial", "Bo Partial", "1002"), ("con
           ("absent", "Al Absent", "1006")]
 HOSTILE = ["builtins", "numpy-patch", "closures", "frames", "forged-file", "forged-channel", "setsid-forgery",
            "holds-stdout", "writes-elsewhere", "reads-book", "deleted-checks", "huge-output", "fork-storm",
-           "infinite-loop", "crash", "not-a-notebook", "broken-json"]
+           "infinite-loop", "crash", "not-a-notebook", "broken-json", "memorised-cases", "slow-check"]
 
 
 def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
@@ -255,6 +255,18 @@ def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
                     break
             """, *wrong),
         "infinite-loop": notebook("while True:\n    pass", *wrong),
+        "memorised-cases": notebook(
+            """
+            from klcourse.exercises import definitions as d
+            public = [(c.args, kl_divergence(*c.args)) for c in d._kl_cases(np.random.default_rng(12345))]
+            def kl(p, q):
+                for args, out in public:
+                    if len(args[0]) == len(p) and np.array_equal(args[0], p) and np.array_equal(args[1], q):
+                        return out
+                return 0.0
+            """, *answer_cells({"definitions.implement-kl": "answer = kl"})),
+        "slow-check": notebook(f"answer = {EXCESS!r}",
+                               'import time\ntime.sleep(60)\ncheck("definitions.excess-bits", answer)'),
         "crash": notebook(*wrong[:2], "import os\nos._exit(3)", *wrong[2:]),
     }
 
@@ -403,6 +415,33 @@ def test_timeouts_and_crashes_are_reported_as_such(hostile_run):
     assert crash["definitions.kl-in-bits"].status == "wrong"  # recorded before the crash, judged
     assert crash["definitions.excess-bits"].status == "error" and "died" in crash["definitions.excess-bits"].message
     assert "not a valid notebook" in notes["not-a-notebook"] and "not a valid notebook" in notes["broken-json"]
+
+
+def test_hidden_cases_catch_a_function_that_memorised_the_public_ones(hostile_run):
+    run, *_ = hostile_run
+    row = next(r for s in run.students if s.student == "memorised-cases" for r in s.rows
+               if r.exercise == "definitions.implement-kl")
+    assert not row.passed
+    # the same memorising function passes the public cases: only the hidden ones catch it
+    from klcourse.divergences import kl_divergence
+    from klcourse.exercises import definitions, evaluate
+
+    public = [(c.args, kl_divergence(*c.args)) for c in definitions._kl_cases(np.random.default_rng(12345))]
+
+    def kl(p, q):
+        for args, out in public:
+            if len(args[0]) == len(p) and np.array_equal(args[0], p) and np.array_equal(args[1], q):
+                return out
+        return 0.0
+
+    assert evaluate("definitions.implement-kl", kl).passed
+
+
+def test_a_timed_out_check_is_reported_as_a_timeout(hostile_run):
+    run, *_ = hostile_run
+    row = next(r for s in run.students if s.student == "slow-check" for r in s.rows
+               if r.exercise == "definitions.excess-bits")
+    assert row.status == "timeout" and "timeout" in row.message  # the cell's limit, or the notebook's under load
 
 
 def test_forged_verdicts_are_only_answers(hostile_run):

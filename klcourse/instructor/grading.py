@@ -110,6 +110,7 @@ class FileOutcome:
     sandboxed: bool = True
     elapsed: float = 0.0
     check_ids: list = field(default_factory=list)
+    cell_errors: dict = field(default_factory=dict)  # exercise id -> what happened to its check cell
 
 
 @dataclass
@@ -298,6 +299,10 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
             outcome.answers[record["id"]] = record
         elif kind == "event" and isinstance(record.get("text"), str) and len(outcome.events) < 50:
             outcome.events.append(record["text"][:200])
+            ids = record.get("ids")
+            for exercise in ids if isinstance(ids, list) else []:
+                if isinstance(exercise, str):
+                    outcome.cell_errors.setdefault(exercise, record["text"][:200])
         elif kind == "done":
             outcome.finished = True
     if "stdout" in result.truncated:
@@ -395,7 +400,9 @@ def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], j
                 why, status = "No check cell for this exercise in the submission (deleted?): not answered.", \
                     "missing"
             else:
-                why, status = (crash or "Its check cell did not run (an earlier error?)."), "error"
+                cell = next((o.cell_errors[exercise] for o in outcomes if exercise in o.cell_errors), None)
+                why = cell or crash or "Its check cell did not run (an earlier error?)."
+                status = "timeout" if "timeout" in why else "error"
             res.rows.append(Row(student, exercise, 0.0, pts, False, status, "", why, ""))
     return res
 

@@ -52,6 +52,12 @@ class _CheckRewriter(ast.NodeTransformer):
         return node
 
 
+def _ids_in(source: str) -> list[str]:
+    import re
+
+    return re.findall(r"""check(?:_variant)?\(\s*["']([\w.-]+)["']""", source)
+
+
 def rewrite(source: str) -> tuple[str, list[str]]:
     """The cell's source with its check calls sent to the recorder, and the exercise ids it checks."""
     tree = ast.parse(source)
@@ -240,9 +246,10 @@ def main() -> None:
         source = cell.get("source", "")
         source = source if isinstance(source, str) else "".join(source)
         try:
-            source, _ = rewrite(source)
+            source, ids = rewrite(source)
         except SyntaxError as exc:
-            emit({"kind": "event", "text": f"code cell {index}: syntax error ({exc.msg}, line {exc.lineno})"})
+            emit({"kind": "event", "text": f"code cell {index}: syntax error ({exc.msg}, line {exc.lineno})",
+                  "ids": _ids_in(source)})
             continue
         shell.user_ns[RECORDER] = record
         signal.setitimer(signal.ITIMER_REAL, cell_timeout)
@@ -250,15 +257,17 @@ def main() -> None:
             result = shell.run_cell(source, store_history=False)
         except CellTimeout:
             result = None
-            emit({"kind": "event", "text": f"code cell {index}: timeout (ran longer than {cell_timeout:g} s)"})
+            emit({"kind": "event", "text": f"code cell {index}: timeout (ran longer than {cell_timeout:g} s)",
+                  "ids": ids})
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         error = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
         if isinstance(error, CellTimeout):
-            emit({"kind": "event", "text": f"code cell {index}: timeout (ran longer than {cell_timeout:g} s)"})
+            emit({"kind": "event", "text": f"code cell {index}: timeout (ran longer than {cell_timeout:g} s)",
+                  "ids": ids})
         elif error is not None:
-            emit({"kind": "event",
-                  "text": f"code cell {index} raised {type(error).__name__}: {str(error)[:100]}"})
+            emit({"kind": "event", "text": f"code cell {index} raised {type(error).__name__}: {str(error)[:100]}",
+                  "ids": ids})
     emit({"kind": "done"})
     os._exit(0)  # no atexit hooks of the notebook's making
 
