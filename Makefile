@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 # Notebooks do small linear algebra: one BLAS thread each is faster than two fighting over two cores.
 NPM_PACKAGES := katex@0.16.22 axe-core@4.14.1
-NB_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+# KLCOURSE_PROGRESS=off: building or testing the book runs every solution; that is no learner's progress
+# (`make lab` keeps recording on). pytest runs get the same from conftest.py.
+NB_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 KLCOURSE_PROGRESS=off
 
 .PHONY: help venv book book-student pdf print-pdf test test-unit test-notebooks test-build test-site lab lint bench chromium bubblewrap clean
 
