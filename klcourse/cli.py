@@ -28,9 +28,10 @@ def cmd_exercises(args) -> int:
         print(f"klcourse: no exercises in chapter {args.chapter!r}", file=sys.stderr)
         return 2
     width = max((len(e.id) for e in exercises), default=10)
-    print(f"{'id':<{width}}  {'chapter':<12}  {'kind':<14}  title")
+    print(f"{'id':<{width}}  {'chapter':<12}  {'kind':<14}  {'accepted':<20}  title")
     for e in exercises:
-        print(f"{e.id:<{width}}  {e.chapter:<12}  {e.kind:<14}  {e.title}")
+        accepted = e.tolerance.short if e.tolerance else ""  # what the checker accepts (tolerance_text: a sentence)
+        print(f"{e.id:<{width}}  {e.chapter:<12}  {e.kind:<14}  {accepted:<20}  {e.title}")
     print(f"\n{len(exercises)} exercises")
     return 0
 

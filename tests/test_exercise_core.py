@@ -644,3 +644,16 @@ def test_every_wrong_option_gets_an_explanation_a_reader_can_act_on(exercise):
 def test_clip_predict_same_explanation_asks_instead_of_telling():
     message = evaluate("numerics.clip-predict", "same").message
     assert "doubles" not in message and message.endswith("?")
+
+
+def test_cli_listing_shows_what_each_exercise_accepts():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "klcourse.cli", "exercises", "--chapter", "gaussians"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("gaussians.")}
+    assert "accepted" in out.splitlines()[0]
+    assert "3 s.f." in rows["gaussians.kl-by-hand"]
+    assert "outputs rtol 1e-06" in rows["gaussians.kl-gauss"]
+    assert "an option" in rows["gaussians.halve-or-double"]
