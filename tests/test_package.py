@@ -185,3 +185,34 @@ def test_installed_wheel_works_without_torch(wheel, tmp_path):
     assert "❌ gaussians.kl-by-hand" in shown.stdout
     assert reset.returncode == 0 and "deleted" in reset.stdout
     assert not (tmp_path / "record" / "progress.json").exists()
+
+
+# ----------------------------------------------------------- the optional-dependency messages, in process
+def test_vae_model_without_torch_names_the_extra(monkeypatch):
+    import importlib
+
+    monkeypatch.delitem(sys.modules, "klcourse.vae_model", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if torch were not installed
+    with pytest.raises(ModuleNotFoundError, match=r'klcourse\.vae_model .*pip install "klcourse\[torch\]"') as info:
+        importlib.import_module("klcourse.vae_model")
+    assert info.value.name == "torch"
+
+
+def test_missing_and_broken_optional_packages_are_told_apart():
+    from klcourse._optional import missing, missing_torch, require, require_torch
+
+    absent = missing_torch("feature x")
+    assert isinstance(absent, ModuleNotFoundError) and TORCH_HINT in str(absent) and "not installed" in str(absent)
+    absent = missing_torch("feature x", ModuleNotFoundError("No module named 'torch'", name="torch"))
+    assert "not installed" in str(absent)
+    # torch present but one of its own imports failing: say so, do not claim it is absent
+    for cause in (ImportError("libtorch_cpu.so: cannot open shared object file"),
+                  ModuleNotFoundError("No module named 'typing_extensions'", name="typing_extensions")):
+        broken = missing_torch("feature x", cause)
+        assert "failed to import" in str(broken) and str(cause) in str(broken) and TORCH_HINT in str(broken)
+    assert 'pip install "klcourse[datasets]"' in str(missing("sklearn", "the iris data"))
+    with pytest.raises(ValueError, match="unknown optional dependency"):
+        missing("tensorflow", "x")
+    assert require_torch().__name__ == "torch"  # this environment has torch
+    with pytest.raises(ValueError, match="unknown optional dependency"):
+        require("klcourse_surely_absent_module", "x")
