@@ -657,3 +657,19 @@ def test_cli_listing_shows_what_each_exercise_accepts():
     assert "3 s.f." in rows["gaussians.kl-by-hand"]
     assert "outputs rtol 1e-06" in rows["gaussians.kl-gauss"]
     assert "an option" in rows["gaussians.halve-or-double"]
+
+
+def test_uses_klcourse_does_not_wander_into_installed_libraries():
+    import time
+
+    import scipy.stats
+    import torch
+
+    net = torch.nn.Linear(2, 2)
+
+    def model(x):
+        return net(x) + scipy.stats.norm.logpdf(x) + np.log(x)
+
+    start = time.perf_counter()
+    assert uses_klcourse(model) is None
+    assert time.perf_counter() - start < 1.0

@@ -48,6 +48,8 @@ import hashlib
 import inspect
 import math
 import numbers
+import sys
+import sysconfig
 import types
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -580,6 +582,15 @@ def _is_library_module(obj) -> bool:
     return (name == "klcourse" or name.startswith("klcourse.")) and not name.startswith("klcourse.exercises")
 
 
+def _installed_elsewhere(fn: types.FunctionType) -> bool:
+    """A function of an installed third-party or standard-library module: not the learner's code, not klcourse."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = str(getattr(module, "__file__", "") or "")
+    if not path or (getattr(module, "__name__", "") or "").startswith("klcourse"):
+        return False
+    return "site-packages" in path or "dist-packages" in path or path.startswith(sysconfig.get_paths()["stdlib"])
+
+
 def _all_names(code: types.CodeType) -> set[str]:
     names = set(code.co_names)
     for const in code.co_consts:
@@ -626,7 +637,7 @@ def uses_klcourse(fn, allowed: Iterable[str] = ()) -> str | None:
             if hit:
                 return hit
         if isinstance(obj, types.FunctionType):
-            return visit_function(obj, depth)
+            return None if _installed_elsewhere(obj) else visit_function(obj, depth)
         call = inspect.getattr_static(type(obj), "__call__", None)
         if isinstance(call, types.FunctionType) and not isinstance(obj, type):
             return visit(call, depth + 1)
