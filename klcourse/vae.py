@@ -21,9 +21,9 @@ def vae_kl(mu, logvar, *, axis=-1):
         = \tfrac12\sum_i\big(\varphi(v_i) + \mu_i^2\big),
         \qquad v_i = \log\sigma_i^2,\ \varphi(v) = e^v - 1 - v \ge 0.
 
-    This is the forward KL from the encoder's posterior ``q`` (first argument) to the
-    standard-normal prior ``p``, the regulariser in the ELBO of Kingma & Welling (2014,
-    appendix B).  :math:`\varphi` is evaluated without cancellation (Taylor series for
+    This is the KL divergence of the standard-normal prior ``p`` from the encoder's posterior
+    ``q`` (expectation under ``q``, the first argument), the regulariser in the ELBO of
+    Kingma & Welling (2014, appendix B).  :math:`\varphi` is evaluated without cancellation (Taylor series for
     ``|v| < 1``, see :func:`klcourse.gaussians.expm1mx`), so a nearly collapsed dimension
     (``mu ~ 0``, ``logvar ~ 0``) gets its tiny KL to full relative accuracy instead of
     rounding noise, and no term is ever negative.

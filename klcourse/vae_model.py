@@ -53,12 +53,14 @@ __all__ = [
     "Evaluation",
     "active_units",
     "aggregate_posterior_kl",
+    "burda_activity",
     "evaluate",
     "expected_log_likelihood_gh",
     "grid_posterior",
     "image_grid",
     "kl_per_dim",
     "load_binary_digits",
+    "log_evidence_gh",
     "mse_penalty",
     "reconstruction_nll",
     "reparameterise",
@@ -221,7 +223,8 @@ def mse_penalty(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- training
 #: what a member's configuration may set, with the defaults
-MEMBER_DEFAULTS = {"beta": 1.0, "regulariser": "kl", "free_bits": 0.0, "warmup": 0, "autoregressive": False}
+MEMBER_DEFAULTS = {"beta": 1.0, "regulariser": "kl", "free_bits": 0.0, "warmup": 0, "autoregressive": False,
+                   "minibatch_seed": None}
 
 
 @dataclass
@@ -245,6 +248,9 @@ def _member_settings(configs) -> dict:
         full = {**MEMBER_DEFAULTS, **config}
         if full["regulariser"] not in ("kl", "mse"):
             raise ValueError(f"unknown regulariser {full['regulariser']!r}; expected 'kl' or 'mse'")
+        seed = full["minibatch_seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"minibatch_seed must be None or a non-negative int, got {seed!r}")
         for key, value in full.items():
             settings[key].append(value)
     return settings
@@ -272,12 +278,16 @@ def train_vaes(x: torch.Tensor, configs, *, n_latent: int = 8, n_hidden: int = 6
         from :func:`klcourse.vae_kl`; ``"mse"``: :func:`mse_penalty`), ``free_bits`` (floor in nats under
         each dimension's batch-mean KL, 0 = off), ``warmup`` (KL annealing:
         ``beta_t = beta * min(1, t / warmup)``, 0 = off), ``autoregressive`` (the collapse-prone decoder
-        of :class:`VAEStack`, default False).
+        of :class:`VAEStack`, default False), ``minibatch_seed`` (None: the minibatches shared by the
+        stack, drawn from ``seed``; an int: this member draws its own minibatches from a generator with
+        that seed -- for repeats of a configuration that differ in data order as well as in
+        initialisation).
     n_latent, n_hidden
         Latent dimension and hidden width, shared by all members.
     steps, batch_size, lr, seed, every
-        Adam steps, minibatch size (the same minibatch for every member), learning rate, seed of the
-        initialisation, minibatches and noise; the history is recorded every ``every`` steps.
+        Adam steps, minibatch size (the same minibatch for every member unless it has its own
+        ``minibatch_seed``), learning rate, seed of the initialisation, shared minibatches and noise;
+        the history is recorded every ``every`` steps.
 
     Returns
     -------
@@ -295,8 +305,14 @@ def train_vaes(x: torch.Tensor, configs, *, n_latent: int = 8, n_hidden: int = 6
     model = VAEStack(len(beta), n_latent, n_hidden, x.shape[1], settings["autoregressive"])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
+    own = {m: torch.Generator().manual_seed(s) for m, s in enumerate(settings["minibatch_seed"]) if s is not None}
     for t in range(steps):
-        xb = x[torch.randint(len(x), (batch_size,), generator=gen)]
+        idx = torch.randint(len(x), (batch_size,), generator=gen)  # the shared minibatch
+        if own:  # members with their own data order: one minibatch per member, shape (M, batch, pixels)
+            idx = idx.expand(len(beta), -1).clone()
+            for m, g in own.items():
+                idx[m] = torch.randint(len(x), (batch_size,), generator=g)
+        xb = x[idx]
         mu, logvar = model.encode(xb)
         distortion = reconstruction_nll(model, xb, reparameterise(mu, logvar, gen)).mean(dim=1)
         beta_t = torch.where(warmup > 0, beta * torch.clamp(t / warmup.clamp(min=1), max=1.0), beta)
@@ -326,6 +342,19 @@ class Evaluation:
 def active_units(kl_dims, threshold: float = ACTIVE_THRESHOLD) -> int:
     """Number of latent dimensions whose data-averaged KL exceeds ``threshold`` nats."""
     return int(np.sum(np.asarray(kl_dims) > threshold))
+
+
+def burda_activity(mu) -> np.ndarray:
+    """Burda et al.'s (2016) activity statistic ``A_j = Var_x(E_q[z_j | x])`` of every latent dimension.
+
+    ``mu`` holds the posterior means of ``n`` images, shape (..., n, d); the result, shape (..., d), is
+    their variance over the images (divisor ``n``).  Burda et al. call dimension ``j`` active when
+    ``A_j > 0.01``.  This is a *different* criterion from :func:`active_units`, which thresholds the
+    data-averaged KL of each dimension: a dimension can have a large KL with a constant mean (a
+    posterior narrower than the prior but centred at the same point for every image).
+    """
+    mu = torch.as_tensor(mu).double()
+    return mu.var(dim=-2, correction=0).numpy()
 
 
 @torch.no_grad()
@@ -371,10 +400,14 @@ class GridPosterior:
         """``log p(z | x_i)`` on the grid, shape (n, g, g)."""
         return self.log_joint - self.log_evidence[:, None, None]
 
-    def kl_from_gaussian(self, mu, logvar) -> np.ndarray:
+    def kl_from_gaussian(self, mu, logvar, *, log_evidence=None) -> np.ndarray:
         """``D(N(mu_i, diag exp(logvar_i)) || p(z | x_i))`` by quadrature on the grid, shape (n,).
 
-        ``mu`` and ``logvar`` have shape (n, 2); ``q`` must be well resolved by the grid.
+        ``mu`` and ``logvar`` have shape (n, 2); ``q`` must be well resolved by the grid.  The posterior
+        is ``p(x_i, z) / p(x_i)``, normalised with this grid's own ``log_evidence`` unless another
+        estimate of ``log p(x_i)`` is given (shape (n,)), e.g. :func:`log_evidence_gh`.  With the grid's
+        own normaliser ``log p(x) - ELBO - D`` does not depend on ``log p(x)`` at all, so checking that
+        identity needs the second route.
         """
         za, zb = np.meshgrid(self.axis, self.axis, indexing="ij")
         mu, var = np.asarray(mu, dtype=float), np.exp(np.asarray(logvar, dtype=float))
@@ -382,7 +415,11 @@ class GridPosterior:
                         + ((zb[None] - mu[:, 1, None, None]) ** 2) / var[:, 1, None, None]
                         + np.log(4 * np.pi**2 * var[:, 0] * var[:, 1])[:, None, None])
         q = np.exp(log_q) * self.cell
-        return np.sum(q * (log_q - self.log_posterior()), axis=(1, 2))
+        log_evidence = self.log_evidence if log_evidence is None else np.asarray(log_evidence, dtype=float)
+        if log_evidence.shape != self.log_evidence.shape:
+            raise ValueError(f"log_evidence has shape {log_evidence.shape}, expected {self.log_evidence.shape}")
+        log_posterior = self.log_joint - log_evidence[:, None, None]
+        return np.sum(q * (log_q - log_posterior), axis=(1, 2))
 
 
 @torch.no_grad()
@@ -433,6 +470,41 @@ def expected_log_likelihood_gh(model: VAEStack, x: torch.Tensor, mu, logvar, *, 
         xi = x[i].expand(len(nodes), -1)
         log_lik = -reconstruction_nll(model, xi, zi)[member].double()
         out.append(float(weights @ log_lik))
+    return np.array(out)
+
+
+@torch.no_grad()
+def log_evidence_gh(model: VAEStack, x: torch.Tensor, mu, logvar, *, member: int = 0, n_nodes: int = 40,
+                    widen: float = 1.5) -> np.ndarray:
+    """``log p(x_i) = log ∫ p(x_i, z) dz`` by importance-weighted Gauss–Hermite quadrature, shape (n,).
+
+    The proposal is ``r_i = N(mu_i, diag(widen**2 * exp(logvar_i)))`` -- the encoder's Gaussian widened
+    ``widen`` times -- and ``p(x_i) = E_r[p(x_i, z) / r_i(z)]`` is evaluated with the tensor Gauss–Hermite
+    rule of :func:`expected_log_likelihood_gh` (``n_nodes ** d`` decoder calls per image), in log space.
+    A route to the evidence independent of :func:`grid_posterior`'s rectangle rule: different nodes,
+    different weights, and nodes that follow each image's posterior instead of a fixed square.
+    Needs a plain (non-autoregressive) decoder and a small ``d``.  The rule is exact for a Gaussian
+    posterior and accurate when the posterior is smooth and close to Gaussian (as for trained models);
+    for a rough, strongly non-Gaussian posterior compare it with the grid before trusting it.
+    """
+    if bool(model.is_autoregressive[member]):
+        raise ValueError("log_evidence_gh needs a member with a plain decoder")
+    t, w = np.polynomial.hermite.hermgauss(n_nodes)
+    d = model.n_latent
+    nodes = torch.tensor(np.stack(np.meshgrid(*[t] * d, indexing="ij"), axis=-1).reshape(-1, d))
+    log_w = torch.tensor(np.log(np.prod(np.stack(np.meshgrid(*[w] * d, indexing="ij"), axis=-1)
+                                        .reshape(-1, d), axis=-1)) - 0.5 * d * math.log(math.pi))
+    mu = torch.as_tensor(mu, dtype=torch.float64)
+    scale = widen * torch.exp(0.5 * torch.as_tensor(logvar, dtype=torch.float64))
+    out = []
+    for i in range(len(x)):
+        z = mu[i] + math.sqrt(2.0) * scale[i] * nodes  # (K, d) nodes of the proposal r_i
+        log_r = (-0.5 * nodes.pow(2).sum(-1) * 2.0 - torch.log(scale[i]).sum()
+                 - 0.5 * d * math.log(2 * math.pi))  # ((z - mu) / scale)^2 = 2 t^2
+        log_prior = -0.5 * z.pow(2).sum(-1) - 0.5 * d * math.log(2 * math.pi)
+        xi = x[i].expand(len(nodes), -1)
+        log_lik = -reconstruction_nll(model, xi, z.float().expand(model.n_models, -1, -1))[member].double()
+        out.append(float(torch.logsumexp(log_w + log_lik + log_prior - log_r, dim=0)))
     return np.array(out)
 
 
