@@ -182,6 +182,31 @@ def test_bookkeeping_of_the_bound():
     assert np.all(ll[1:] - res.elbo_after_m >= -1e-10 * scale)  # bound below the new log-likelihood
 
 
+def test_bound_trace_is_every_half_step_computed_independently():
+    """bound_trace = L(q0, th0), L(q1, th0), L(q1, th1), ... with q_t the scipy posterior at th_{t-1}."""
+    x = IRIS
+    res = fit_gmm_em(x, 3, n_iter=4, tol=0.0, seed=5)
+    thetas = [res.initial] + [fit_gmm_em(x, 3, n_iter=t, tol=0.0, seed=5).params for t in range(1, 5)]
+    expected, q = [], np.full((len(x), 3), 1 / 3)
+    for t in range(4):
+        lj = scipy_log_joint(x, *thetas[t])
+        expected.append(np.sum(q * lj) - np.sum(rel_entr(q, 1.0)))  # L(q_t, th_t) = E_q log p(x, z) + H(q)
+        q = scipy_posterior(x, *thetas[t])
+        expected.append(np.sum(q * lj) - np.sum(rel_entr(q, 1.0)))  # after the E-step
+    expected.append(np.sum(q * scipy_log_joint(x, *thetas[4])) - np.sum(rel_entr(q, 1.0)))  # after the M-step
+    np.testing.assert_allclose(res.bound_trace, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 9, 16])  # 0 and 16 end with a component collapsed onto the ridge
+def test_the_bound_never_decreases_at_an_e_step_or_an_m_step(seed):
+    """Coordinate ascent: not only the log-likelihood, the bound itself never goes down, at either step."""
+    for res in (fit_gmm_em(IRIS, 3, n_iter=1000, seed=seed), fit_gmm_em(IRIS[:, 2:], 3, reg_covar=0.0, seed=seed)):
+        trace = res.bound_trace
+        assert trace.shape == (2 * res.n_iter + 1,)
+        assert np.all(np.diff(trace) >= -1e-10 * np.abs(trace[1:]))
+        np.testing.assert_allclose(trace[1::2], res.log_likelihood[:-1], rtol=1e-12)  # E-steps touch
+
+
 def test_kl_gap_equals_kl_to_the_posterior_computed_independently():
     """kl_gap[t] = sum_n D(q_t,n || p(z_n | x_n, theta_t)) with q_0 uniform and q_t = posterior at theta_{t-1}."""
     x = IRIS
