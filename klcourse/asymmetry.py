@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from klcourse._optional import require_torch
 from klcourse._validate import as_float_array, check_positive, probability_array, scalar_or_array
 
 __all__ = [
@@ -395,7 +396,7 @@ def reverse_kl_hessian(mu, sigma, weights, means, sds, *, grid=None) -> np.ndarr
     -------
     numpy.ndarray, shape (2, 2)
     """
-    import torch
+    torch = require_torch("klcourse.asymmetry.reverse_kl_hessian")
 
     mu_arr, sigma_arr = _gaussian_params(mu, sigma)
     if mu_arr.ndim != 0:
@@ -489,7 +490,7 @@ def fit_reverse_gaussian(weights, means, sds, starts, *, steps: int = 500, lr: f
     Kingma, D. P. & Ba, J. (2015). Adam: a method for stochastic optimization. ICLR.
     Bishop (2006), sec. 10.1.2 (mode-seeking reverse-KL fits).
     """
-    import torch
+    torch = require_torch("klcourse.asymmetry.fit_reverse_gaussian")
 
     starts = as_float_array(starts, "starts")
     if starts.ndim != 2 or starts.shape[1] != 2:

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from klcourse._optional import require_torch
+
 __all__ = [
     "MLPEnsemble",
     "distillation_loss",
@@ -98,7 +100,7 @@ def distillation_loss(student_logits, teacher_logits, *, T):
     ----------
     Hinton, Vinyals & Dean (2015), sec. 2.
     """
-    import torch
+    torch = require_torch("klcourse.distillation_loss")
 
     temperature = _check_temperature(T)
     student, teacher = (_as_logits(x, name) for x, name in ((student_logits, "student_logits"),

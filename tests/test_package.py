@@ -216,3 +216,20 @@ def test_missing_and_broken_optional_packages_are_told_apart():
     assert require_torch().__name__ == "torch"  # this environment has torch
     with pytest.raises(ValueError, match="unknown optional dependency"):
         require("klcourse_surely_absent_module", "x")
+
+
+def test_torch_functions_of_core_modules_name_the_extra(monkeypatch):
+    """Core modules import without torch; their few PyTorch functions say how to get it when called."""
+    from klcourse import distillation_loss
+    from klcourse.asymmetry import EXAMPLE_MIXTURE, fit_reverse_gaussian, reverse_kl_hessian
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    calls = {
+        "klcourse.distillation_loss": lambda: distillation_loss([[0.0, 1.0]], [[1.0, 0.0]], T=2.0),
+        "klcourse.asymmetry.fit_reverse_gaussian": lambda: fit_reverse_gaussian(**EXAMPLE_MIXTURE, starts=[(0, 1)]),
+        "klcourse.asymmetry.reverse_kl_hessian": lambda: reverse_kl_hessian(0.0, 1.0, **EXAMPLE_MIXTURE),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ModuleNotFoundError) as info:
+            call()
+        assert name in str(info.value) and TORCH_HINT in str(info.value)
