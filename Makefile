@@ -79,8 +79,9 @@ book-student: $(STAMP) chromium
 	$(BIN)/python book/make_pdf.py _build/student-book/_build/html _build/student-book/_build/html/klcourse.pdf
 	@echo "Open $(CURDIR)/_build/student-book/_build/html/index.html in a browser."
 
+# JupyterLab refuses to start for root unless told: learners in a container or a cloud VM usually are root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab book/
+	$(BIN)/jupyter lab book/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 lint: $(STAMP)
 	$(BIN)/ruff check klcourse tests benchmarks
