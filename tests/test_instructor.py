@@ -285,6 +285,12 @@ def test_assign_writes_a_private_manifest_and_personal_notebooks(tmp_path):
         shown = "(" + ", ".join(f"{v:g}" for v in d["P"]) + ")"
         assert f"$P = {shown}$" in raw and "Your data for this exercise" in raw
         assert "$P = (0.7, 0.2, 0.1)$" not in raw  # the statement shows the student's own numbers
+        from klcourse.instructor.student import _exercise_units
+
+        mine = nbformat.read(tmp_path / "handout" / student / "01_definitions.ipynb", as_version=4)
+        units = {e: (a, b) for a, b, e in _exercise_units(mine.cells)}
+        first, last = units["definitions.kl-in-bits"]  # the personalised check cell still closes its exercise
+        assert "check_variant" in src(mine.cells[last]) and json.dumps(d) in src(mine.cells[last])
         nb = nbformat.read(tmp_path / "handout" / student / "03_gaussians.ipynb", as_version=4)
         assert "\\mathcal N(1, 2^2)" not in "".join(src(c) for c in nb.cells if "kl-by-hand" in src(c))
     with pytest.raises(ValueError, match="secret"):

@@ -146,6 +146,7 @@ def report_figures(run) -> dict:
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     st = class_statistics(run)
     out = {}
@@ -155,6 +156,7 @@ def report_figures(run) -> dict:
     ax.hist(st["scores"], bins=min(20, max(5, int(top) + 1)), range=(0, top), color="#4c72b0", edgecolor="white")
     ax.set_xlabel(f"points (out of {_num(top)})")
     ax.set_ylabel("students")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Score distribution")
     out["score-distribution"] = _png(fig)
     fig = Figure(figsize=(6, 0.45 * len(st["pass_rate"]) + 1.2))
@@ -172,6 +174,7 @@ def report_figures(run) -> dict:
         labels, counts = zip(*pairs[::-1], strict=True)
         ax.barh(labels, counts, color="#c44e52")
         ax.set_xlabel("students")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "no recognised misconception", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()

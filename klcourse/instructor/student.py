@@ -24,7 +24,7 @@ from klcourse.exercises.core import CHAPTERS
 
 SOLUTION_TAG = "solution"
 PLACEHOLDER_TAG = "answer"
-_CHECK_ID = re.compile(r"""\bcheck\(\s*["']([\w.-]+)["']""")
+_CHECK_ID = re.compile(r"""\bcheck(?:_variant)?\(\s*["']([\w.-]+)["']""")
 _SOLUTION_DIRECTIVE = re.compile(r"(`{3,}|:{3,})\{solution\}.*?\n\1", re.DOTALL)
 #: Sentences of the instructor edition that mention folded solutions, and what the student edition says.
 _FOLDED = [
