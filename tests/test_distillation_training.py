@@ -184,19 +184,23 @@ def test_ensemble_models_equal_separately_built_models():
     assert ensemble.n_parameters == sum(p.numel() for p in reference_mlp(sizes, 0).parameters())
     for m in range(3):
         assert torch.allclose(out[m], reference_mlp(sizes, 10 + m)(x), rtol=1e-6, atol=1e-6)
+    # a shared 2-D input takes a faster route than a per-model 3-D input: both give the same logits
+    assert torch.allclose(ensemble(x.expand(3, *x.shape)), out, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("distill", [False, True])
-def test_training_the_ensemble_equals_training_each_model_alone(distill):
+@pytest.mark.parametrize(("distill", "weight_decay"), [(False, 0.0), (True, 0.0), (True, 0.05)])
+def test_training_the_ensemble_equals_training_each_model_alone(distill, weight_decay):
+    """train_classifier (its own Adam, its own route to the objective) against torch.optim.Adam on
+    torch.nn.Linear models with F.cross_entropy and F.kl_div, one model at a time."""
     sizes, steps, lr, T, alpha = (6, 8, 3), 25, 0.02, 3.0, 0.4
     x, y = toy_data()
     teacher = 2 * torch.randn(40, 3, generator=torch.Generator().manual_seed(4)) if distill else None
     kwargs = dict(teacher_logits=teacher, T=T, alpha=alpha) if distill else {}
     ensemble = MLPEnsemble(sizes, n_models=2, seed=5)
-    train_classifier(ensemble, x, y, steps=steps, lr=lr, **kwargs)
+    train_classifier(ensemble, x, y, steps=steps, lr=lr, weight_decay=weight_decay, **kwargs)
     for m in range(2):
         model = reference_mlp(sizes, 5 + m)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         for _ in range(steps):
             optimizer.zero_grad()
             logits = model(x)
@@ -209,6 +213,33 @@ def test_training_the_ensemble_equals_training_each_model_alone(distill):
         assert torch.allclose(ensemble(x)[m], model(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("distill", [False, True])
+def test_train_classifier_reports_distillation_objective(distill):
+    """The history is distillation_objective (mean over the models) at the weights before each step."""
+    x, y = toy_data()
+    teacher = (3 * torch.randn(40, 3, generator=torch.Generator().manual_seed(6))).double() if distill else None
+    T, alpha = (2.5, 0.3) if distill else (1.0, 1.0)
+    ensemble = MLPEnsemble((6, 5, 3), n_models=3, seed=7)
+    expected = []
+    for _ in range(4):
+        with torch.no_grad():
+            logits = ensemble(x)
+            target = logits if teacher is None else teacher.float().expand(3, -1, -1)
+            expected.append(distillation_objective(logits, target, y.expand(3, -1), T=T, alpha=alpha).item())
+        history = train_classifier(ensemble, x, y, teacher_logits=teacher, T=T, alpha=alpha, steps=1, lr=0.05)
+        assert history.shape == (1,) and history[0] == pytest.approx(expected[-1], rel=1e-6)
+    assert expected[-1] < expected[0]
+
+
+def test_train_classifier_does_not_import_torch_dynamo():
+    """Creating a torch.optim optimiser imports torch._dynamo (over a second of CPU in chapter 8)."""
+    code = ("import sys, torch; from klcourse.distillation import MLPEnsemble, train_classifier; "
+            "x = torch.randn(5, 2); train_classifier(MLPEnsemble((2, 3)), x, torch.zeros(5, dtype=torch.int64), "
+            "teacher_logits=torch.randn(5, 3), alpha=0.5, steps=2); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_train_classifier_decreases_the_loss_and_validates():
     x, y = toy_data()
     ensemble = MLPEnsemble((6, 16, 3), n_models=2, seed=0)
@@ -216,6 +247,13 @@ def test_train_classifier_decreases_the_loss_and_validates():
     assert history.shape == (60,) and history[-1] < 0.5 * history[0]
     with pytest.raises(ValueError, match="alpha"):
         train_classifier(ensemble, x, y, alpha=0.5, steps=1)
+    teacher = torch.zeros(40, 3)
+    with pytest.raises(ValueError, match="alpha"):
+        train_classifier(ensemble, x, y, teacher_logits=teacher, alpha=1.5, steps=1)
+    with pytest.raises(ValueError, match="temperature"):
+        train_classifier(ensemble, x, y, teacher_logits=teacher, T=0.0, alpha=0.5, steps=1)
+    with pytest.raises(ValueError, match="NaN"):
+        train_classifier(ensemble, x, y, teacher_logits=torch.full((40, 3), float("nan")), alpha=0.5, steps=1)
     with pytest.raises(ValueError):
         MLPEnsemble((6,), n_models=1)
 
