@@ -548,6 +548,19 @@ def test_uses_klcourse_sees_direct_use_wrappers_partials_and_aliases():
     for fn in own:
         sentence = uses_klcourse(fn)
         assert sentence and "klcourse's own function" in sentence and "write your own" in sentence, fn
+    def imports_inside(p, q):
+        from klcourse.divergences import kl_divergence as kl
+
+        return kl(p, q)
+
+    def imports_module_inside(p, q):
+        import klcourse as k
+
+        return k.kl_divergence(p, q)
+
+    own += [imports_inside, imports_module_inside, lambda p, q: __import__("klcourse").kl_divergence(p, q)]
+    for fn in own[-3:]:
+        assert uses_klcourse(fn), fn
     assert uses_klcourse(kl_np) is None
     assert uses_klcourse(lambda p, q: np.sum(p * np.log(p / q))) is None
     assert uses_klcourse(check) is None  # klcourse.exercises is not the library

@@ -583,12 +583,23 @@ def _is_library_module(obj) -> bool:
 
 
 def _installed_elsewhere(fn: types.FunctionType) -> bool:
-    """A function of an installed third-party or standard-library module: not the learner's code, not klcourse."""
-    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    """A function of klcourse.exercises, or of an installed third-party or standard-library module: not the
+    learner's code and not the klcourse library, so :func:`uses_klcourse` does not look inside it."""
+    name = getattr(fn, "__module__", None) or ""
+    if name.startswith("klcourse.exercises"):
+        return True  # the exercises' own helpers (check, evaluate …) are not the learner's code
+    module = sys.modules.get(name)
     path = str(getattr(module, "__file__", "") or "")
-    if not path or (getattr(module, "__name__", "") or "").startswith("klcourse"):
+    if not path or name.startswith("klcourse"):
         return False
     return "site-packages" in path or "dist-packages" in path or path.startswith(sysconfig.get_paths()["stdlib"])
+
+
+def _all_consts(code: types.CodeType) -> list:
+    consts = []
+    for const in code.co_consts:
+        consts.extend(_all_consts(const) if isinstance(const, types.CodeType) else [const])
+    return consts
 
 
 def _all_names(code: types.CodeType) -> set[str]:
@@ -654,6 +665,13 @@ def uses_klcourse(fn, allowed: Iterable[str] = ()) -> str | None:
         values = [namespace[n] if n in namespace else fn_.__globals__.get(n) for n in names]
         values += list(fn_.__defaults__ or ()) + list((fn_.__kwdefaults__ or {}).values())
         modules = [v for v in values if _is_library_module(v)]
+        # imports inside the function: ``import klcourse``, ``from klcourse.gaussians import kl_normal``,
+        # ``__import__("klcourse")`` name the module in co_names or as a string constant
+        strings = {c for c in _all_consts(fn_.__code__) if isinstance(c, str)}
+        for name in names | strings:
+            module = sys.modules.get(name) if isinstance(name, str) and name.startswith("klcourse") else None
+            if _is_library_module(module):
+                modules.append(module)
         while modules:  # klcourse.gaussians.kl_normal, kc.kl_normal: attribute names of library modules
             module = modules.pop()
             if id(module) in seen:
