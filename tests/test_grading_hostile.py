@@ -195,7 +195,7 @@ def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
                     os.set_inheritable(fd, True)
                 except OSError:
                     pass
-            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True,
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
                              close_fds=False)
             """, *answer_cells({"definitions.predict-symmetry": 'answer = "equal"'})),  # earned: 1 point
         "writes-elsewhere": notebook(
