@@ -231,6 +231,15 @@ def test_train_classifier_reports_distillation_objective(distill):
     assert expected[-1] < expected[0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_training_log_softmax_equals_torch_log_softmax(dtype):
+    from klcourse.distillation import _log_softmax
+
+    z = 30 * torch.randn(3, 50, 10, generator=torch.Generator().manual_seed(8), dtype=dtype)
+    for logits in (z, z[0], z.transpose(0, 1)):
+        assert torch.allclose(_log_softmax(logits), torch.log_softmax(logits, dim=-1), rtol=0, atol=1e-5)
+
+
 def test_train_classifier_does_not_import_torch_dynamo():
     """Creating a torch.optim optimiser imports torch._dynamo (over a second of CPU in chapter 8)."""
     code = ("import sys, torch; from klcourse.distillation import MLPEnsemble, train_classifier; "
