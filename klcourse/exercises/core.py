@@ -218,8 +218,12 @@ def tolerance_text(exercise_id: str) -> str:
 def evaluate(exercise_id: str, answer) -> Feedback:
     """Check ``answer`` without printing anything."""
     exercise = get_exercise(exercise_id)
+    # The tolerance is stated before and after a right answer too (a wrong one states it in its message), so a
+    # reader of the book sees under every exercise what it accepts.
+    stated = "" if exercise.kind in ("choice", "predict") else " " + tolerance_text(exercise_id)
     if answer is ... or answer is None:
-        return Feedback(exercise_id, False, "Not answered yet: replace `...` with your answer.", NOT_ANSWERED)
+        return Feedback(exercise_id, False, "Not answered yet: replace `...` with your answer." + stated,
+                        NOT_ANSWERED)
     try:
         verdict = exercise.checker(answer)
     except Exception as exc:  # a checker must never show a learner a traceback
@@ -227,7 +231,10 @@ def evaluate(exercise_id: str, answer) -> Feedback:
         from klcourse._optional import missing_package_verdict
 
         verdict = missing_package_verdict(exc, verdict)  # no torch / scikit-learn: say which extra installs it
-    return Feedback(exercise_id, verdict.passed, verdict.message, verdict.status, verdict.misconception)
+    message = verdict.message
+    if verdict.passed and stated.strip() not in message:
+        message += stated
+    return Feedback(exercise_id, verdict.passed, message, verdict.status, verdict.misconception)
 
 
 def check(exercise_id: str, answer) -> Feedback:
