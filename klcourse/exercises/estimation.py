@@ -332,7 +332,7 @@ def policy_kl_expected() -> float:
 
 register(
     "estimation.policy-kl",
-    title="The exact KL of a policy to its reference",
+    title="The exact KL divergence of the reference from a policy",
     kind="number",
     checker=number(
         policy_kl_expected,
@@ -363,15 +363,15 @@ register(
         sigfigs=3,
         misconceptions=[
             Misconception("beta-times-r", lambda: _tilted(reference_policy() * np.exp(EX_BETA * np.array(REWARDS))),
-                          "The exponent is r/β, not β·r: a stronger penalty (larger β) must keep the policy closer "
+                          "The exponent is R/β, not β·R: a stronger penalty (larger β) must keep the policy closer "
                           "to the reference, so β divides the reward."),
             Misconception("forgot-reference", lambda: softmax(np.array(REWARDS) / EX_BETA),
-                          "π* is the reference policy tilted by exp(r/β): the factor π_ref(a) is missing."),
+                          "π* is the reference policy tilted by exp(R/β): the factor π_ref(a) is missing."),
             Misconception("sign", lambda: _tilted(reference_policy() * np.exp(-np.array(REWARDS) / EX_BETA)),
                           "Wrong sign in the exponent: the optimum moves probability *towards* high reward."),
             Misconception("unnormalised", lambda: reference_policy() * np.exp(np.array(REWARDS) / EX_BETA),
                           "These weights have the right shape but do not sum to 1: divide by Z = Σ π_ref(a) "
-                          "exp(r(a)/β)."),
+                          "exp(R(a)/β)."),
         ],
     ),
 )
