@@ -7,7 +7,8 @@ With bubblewrap (``bwrap``, Debian package ``bubblewrap``) each run gets
 * a read-only view of the system directories, the Python installation, the virtual environment and the
   ``klcourse`` package — and nothing else of the host: no instructor book, no other submission, no gradebook,
   no manifest (its secret derives the per-student data);
-* a private, size-limited ``/tmp`` (tmpfs) as its only writable place, and the uid ``nobody``;
+* a private, size-limited ``/tmp`` (tmpfs) and a small ``/dev/shm`` as its only writable places (``/dev``
+  itself is read-only: bwrap's ``/dev`` is a tmpfs without a size limit), and the uid ``nobody``;
 * rlimits on memory, file size, processes and CPU time.
 
 Without bwrap (or when user namespaces are unavailable) :func:`run` falls back to a plain subprocess in a
@@ -38,6 +39,8 @@ UNSANDBOXED = "UNSANDBOXED: bubblewrap is not available, submissions run as plai
 MAX_CHANNEL = 16 * 2**20
 #: Private /tmp of a sandbox (bytes).
 TMP_SIZE = 256 * 2**20
+#: Private /dev/shm of a sandbox (bytes).
+SHM_SIZE = 16 * 2**20
 
 
 @dataclass
@@ -81,15 +84,20 @@ def bwrap_command(binds_ro: dict, env: dict) -> list[str]:
     """The bwrap prefix: ``binds_ro`` maps host paths to sandbox paths (read-only)."""
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
            "--die-with-parent", "--new-session", "--clearenv"]
+    # The private /tmp first: a venv or checkout that lives under the host's /tmp (a CI clone, say) is then
+    # bound on top of it, read-only, instead of being hidden by it.
+    cmd += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
+    # /dev is a tmpfs without a size limit (its files are memory, outside RLIMIT_AS): a small /dev/shm on it
+    # (POSIX semaphores, multiprocessing), and /dev itself read-only (below)
+    cmd += ["--size", str(SHM_SIZE), "--tmpfs", "/dev/shm"]
     for p in _host_paths():
         if p.is_symlink() and str(p) in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
             cmd += ["--symlink", os.readlink(p), str(p)]
         else:
             cmd += ["--ro-bind", str(p), str(p)]
-    cmd += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
     for host, inside in binds_ro.items():
         cmd += ["--ro-bind", str(host), str(inside)]
-    cmd += ["--remount-ro", "/", "--chdir", "/tmp"]  # only the private /tmp is writable
+    cmd += ["--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/tmp"]  # only /tmp and /dev/shm are writable
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd
