@@ -149,9 +149,49 @@ def katex_dist() -> Path:
     return dist
 
 
+def _start_katex_server(cls, rundir, timeout):
+    """sphinxcontrib-katex's start of its node server, without its race: the socket file appears when node
+    binds it, before it listens, so its single connect can be refused on a busy machine (seen with 2 cores
+    and several builds at once). Here the connect is retried until the deadline."""
+    import socket
+    import subprocess
+    import time
+
+    socket_path = Path(rundir) / "katex.sock"
+    process = subprocess.Popen(cls.build_command(socket=socket_path), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, cwd=rundir)
+    deadline = time.monotonic() + timeout
+    while True:
+        if socket_path.is_socket():
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                sock.connect(str(socket_path))
+                sock.settimeout(None)
+                return process, sock
+            except (TimeoutError, ConnectionRefusedError, FileNotFoundError):
+                sock.close()
+        if process.poll() is not None:
+            raise ExtensionError(f"the KaTeX server (node) exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise cls.timeout_error(timeout)
+        time.sleep(0.01)
+
+
+def harden_katex_server():
+    """Generous start-up and per-formula timeouts (5 s each upstream) and the race-free start above."""
+    from sphinxcontrib import katex as sphinx_katex
+
+    sphinx_katex.STARTUP_TIMEOUT = 120.0
+    sphinx_katex.RENDER_TIMEOUT = 120.0
+    sphinx_katex.KaTeXServer.start_server_process = classmethod(_start_katex_server)
+
+
 def check_katex_version(app):
     if "sphinxcontrib.katex" not in app.extensions:
         return
+    harden_katex_server()
     from sphinxcontrib import katex as sphinx_katex
 
     package = json.loads((katex_dist().parent / "package.json").read_text(encoding="utf-8"))
