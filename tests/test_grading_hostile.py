@@ -527,3 +527,45 @@ def test_fallback_without_bwrap_keeps_its_guarantees(tmp_path):
     assert "UNSANDBOXED" in (tmp_path / "out" / "grades_report.html").read_text()
     assert "UNSANDBOXED" in (tmp_path / "out" / "grades_feedback" / "partial.html").read_text()
     (subs / "partial.ipynb").write_bytes(victim)  # whatever happened to it, it was graded from the copy read first
+
+
+def test_sandbox_memory_outside_the_address_space_limit_is_bounded():
+    """/dev of bwrap is a tmpfs without a size limit; files there are memory no rlimit counts."""
+    import sys
+
+    code = textwrap.dedent("""
+        import os
+        for d in ("/dev/shm", "/dev", "/tmp"):
+            total = 0
+            try:
+                for i in range(24):
+                    with open(f"{d}/fill{i}", "wb") as fh:
+                        for _ in range(32):
+                            fh.write(b"x" * 2**20)
+                            fh.flush()
+                            total += 1
+            except OSError:
+                pass
+            print(d, total)
+        held = 0
+        try:
+            for i in range(4):  # a memfd is memory outside RLIMIT_AS, 64 MB each (RLIMIT_FSIZE) × descriptors
+                fd = os.memfd_create(f"m{i}")
+                for _ in range(32):
+                    os.write(fd, b"x" * 2**20)
+                    held += 1
+        except OSError:
+            pass
+        print("memfd", held)
+        """)
+    result = sandbox.run([sys.executable, "-c", code], limits=sandbox.Limits(wall=60))
+    written = dict(line.split() for line in result.channels["stdout"].decode().splitlines())
+    if sandbox.bwrap_available():
+        assert result.sandboxed
+        assert int(written["/dev/shm"]) <= sandbox.SHM_SIZE // 2**20, written
+        assert int(written["/dev"]) <= sandbox.SHM_SIZE // 2**20, written
+        assert int(written["/tmp"]) <= sandbox.TMP_SIZE // 2**20, written
+        if sandbox.seccomp_program() is not None:  # x86_64 and aarch64
+            assert written["memfd"] == "0", written
+    else:
+        assert not result.sandboxed  # without bwrap the files are the host's: the UNSANDBOXED warning says so

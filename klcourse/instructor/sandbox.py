@@ -9,7 +9,9 @@ With bubblewrap (``bwrap``, Debian package ``bubblewrap``) each run gets
   no manifest (its secret derives the per-student data);
 * a private, size-limited ``/tmp`` (tmpfs) and a small ``/dev/shm`` as its only writable places (``/dev``
   itself is read-only: bwrap's ``/dev`` is a tmpfs without a size limit), and the uid ``nobody``;
-* rlimits on memory, file size, processes and CPU time.
+* rlimits on memory, file size, processes and CPU time, and a seccomp filter (:func:`seccomp_program`) against
+  the two ways of holding memory that the address-space limit does not count: ``memfd_create`` and SysV
+  ``shmget``. There is no cgroup memory limit: socket and pipe buffers stay bounded only by the kernel's quotas.
 
 Without bwrap (or when user namespaces are unavailable) :func:`run` falls back to a plain subprocess in a
 new session with the same rlimits, and :data:`UNSANDBOXED` is reported by the grader in its output and in the
@@ -80,10 +82,55 @@ def _host_paths() -> list[Path]:
     return out
 
 
-def bwrap_command(binds_ro: dict, env: dict) -> list[str]:
-    """The bwrap prefix: ``binds_ro`` maps host paths to sandbox paths (read-only)."""
+#: ``platform.machine()`` -> (AUDIT_ARCH, syscall numbers of memfd_create and shmget, x32 bit or 0)
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, (319, 29), 0x40000000), "aarch64": (0xC00000B7, (279, 194), 0)}
+
+
+@cache
+def seccomp_program() -> bytes | None:
+    """A classic-BPF seccomp filter (for ``bwrap --seccomp FD``) that makes ``memfd_create`` and ``shmget`` fail
+    with EPERM, and every syscall of a foreign ABI (32-bit, x32) too; None on other machines.
+
+    Both create memory that no rlimit counts (RLIMIT_AS counts mappings; a memfd of 64 MB per descriptor ×
+    256 descriptors × 64 processes, or SysV segments written and detached, would exhaust the host's RAM).
+    """
+    import platform
+    import struct
+
+    spec = _SECCOMP_ARCH.get(platform.machine())
+    if spec is None:
+        return None
+    arch, blocked, x32 = spec
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    n = len(blocked)
+    prog = [(ld, 0, 0, 4),  # seccomp_data.arch
+            (jeq, 1, 0, arch),  # native ABI: go on
+            (ret, 0, 0, deny),
+            (ld, 0, 0, 0)]  # seccomp_data.nr
+    if x32:
+        prog.append((jge, n + 1, 0, x32))  # x32 syscalls -> deny
+    for i, nr in enumerate(blocked):
+        prog.append((jeq, n - i, 0, nr))  # -> deny
+    prog += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in prog)
+
+
+def _program_fd(program: bytes) -> int:
+    """A readable descriptor holding ``program`` (a pipe: it is much smaller than a pipe's buffer)."""
+    read, write = os.pipe()
+    os.write(write, program)
+    os.close(write)
+    return read
+
+
+def bwrap_command(binds_ro: dict, env: dict, seccomp_fd: int | None = None) -> list[str]:
+    """The bwrap prefix: ``binds_ro`` maps host paths to sandbox paths (read-only); ``seccomp_fd`` a descriptor
+    holding :func:`seccomp_program` (passed to the bwrap process)."""
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
            "--die-with-parent", "--new-session", "--clearenv"]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     # The private /tmp first: a venv or checkout that lives under the host's /tmp (a CI clone, say) is then
     # bound on top of it, read-only, instead of being hidden by it.
     cmd += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
@@ -108,11 +155,16 @@ def bwrap_available() -> bool:
     """Whether bwrap exists and can create the namespaces this module uses (checked once)."""
     if shutil.which("bwrap") is None:
         return False
+    program = seccomp_program()
+    fd = _program_fd(program) if program else None
     try:
-        probe = subprocess.run(bwrap_command({}, {}) + ["/bin/true" if os.path.exists("/bin/true") else "true"],
-                               capture_output=True, timeout=20)
+        probe = subprocess.run(bwrap_command({}, {}, fd) + ["/bin/true" if os.path.exists("/bin/true") else "true"],
+                               capture_output=True, timeout=20, pass_fds=() if fd is None else (fd,))
     except (OSError, subprocess.TimeoutExpired):
         return False
+    finally:
+        if fd is not None:
+            os.close(fd)
     return probe.returncode == 0
 
 
@@ -144,16 +196,23 @@ def run(argv: list[str], *, limits: Limits, stdin_data: bytes = b"", binds_ro: d
                 "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.mpl",
                 "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     base_env.update(env)
+    program = seccomp_program() if use_bwrap else None
+    seccomp_fd = _program_fd(program) if program else None
     if use_bwrap:
-        cmd = bwrap_command(binds_ro or {}, base_env) + argv
+        cmd = bwrap_command(binds_ro or {}, base_env, seccomp_fd) + argv
         popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
         cmd = argv
         popen_env = base_env
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=popen_env, start_new_session=True, preexec_fn=_limit_child(limits, not use_bwrap),
-                            close_fds=True)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=popen_env, start_new_session=True,
+                                preexec_fn=_limit_child(limits, not use_bwrap), close_fds=True,
+                                pass_fds=() if seccomp_fd is None else (seccomp_fd,))
+    finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
     feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True)
     feeder.start()
     channels = {"stdout": proc.stdout, "stderr": proc.stderr}
