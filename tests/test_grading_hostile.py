@@ -569,3 +569,15 @@ def test_sandbox_memory_outside_the_address_space_limit_is_bounded():
             assert written["memfd"] == "0", written
     else:
         assert not result.sandboxed  # without bwrap the files are the host's: the UNSANDBOXED warning says so
+
+
+def test_a_counterexample_cannot_pass_by_overflow():
+    """Both KLs overflow to inf: their ratio is NaN, and NaN < 10 is False."""
+    import warnings
+
+    from klcourse.exercises import evaluate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        verdict = evaluate("gaussians.equal-mse", ((0.0, 1e100, 0.0, 1e-100), (0.0, 1e100, 0.0, 2e-100)))
+    assert not verdict.passed and "nan" not in verdict.message

@@ -297,8 +297,10 @@ def _equal_mse_test(answer) -> tuple[bool, str]:
     if not math.isclose(mse[0], mse[1], rel_tol=1e-6):
         return False, f"The parameter MSEs differ ({mse[0]:.6g} vs {mse[1]:.6g}); make them equal."
     kls = kl_normal(*first), kl_normal(*second)
+    if not all(math.isfinite(k) for k in kls):  # inf / inf is NaN, and NaN < ratio is False: no pass by overflow
+        return False, "A KL overflows to inf in float64 here: pick widths of moderate size."
     ratio = max(kls) / min(kls)
-    if ratio < EQUAL_MSE_RATIO:
+    if not ratio >= EQUAL_MSE_RATIO:
         return False, (f"Equal MSE, but the KLs ({kls[0]:.4g} and {kls[1]:.4g} nats) differ only by a factor "
                        f"{ratio:.3g}; find pairs where one is at least {EQUAL_MSE_RATIO:g}× the other.")
     return True, (f"Correct! Same parameter MSE {mse[0]:.4g}, but KLs of {kls[0]:.4g} and {kls[1]:.4g} nats "
