@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="grades.csv",
                    help="gradebook CSV; _summary.csv, _canvas.csv, _feedback/ and _report.html go beside it")
     p.add_argument("--timeout", type=float, default=60, help="seconds per cell (default 60)")
-    p.add_argument("--limit", type=float, help="seconds per notebook (default: timeout × code cells + 30)")
+    p.add_argument("--limit", type=float, help="seconds per notebook (default: timeout × code cells + 30, "
+                                                    "counting at most 10 cells)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel")
     p.add_argument("--exercises", nargs="+", help="without a manifest: the assignment (1 point each)")
     p.add_argument("--no-sandbox", action="store_true", help="run without bubblewrap (reported as UNSANDBOXED)")

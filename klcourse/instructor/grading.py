@@ -20,7 +20,9 @@ the exercise assigned and unanswered. A forged channel can only claim *some answ
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,10 @@ from klcourse.instructor import datacodec, sandbox
 from klcourse.instructor.sandbox import UNSANDBOXED
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
+#: Cells in one notebook (a chapter has about 110; an assignment of three chapters a few hundred).
+MAX_CELLS = 2000
+#: Without ``limit``, a notebook gets ``cell_timeout`` × its code cells, counting at most this many cells.
+DEFAULT_LIMIT_CELLS = 10
 #: Canvas download names: ``<login>[_LATE]_<canvas user id>_<submission id>_<original name>``
 CANVAS_NAME = re.compile(r"^(?P<login>[A-Za-z0-9-]+?)(?:_LATE)?_(?P<canvas>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
 
@@ -125,14 +131,21 @@ class GradeRun:
 
 # ------------------------------------------------------------------------------------------ identities
 def expand_submissions(paths) -> list[tuple[str, Path]]:
-    """``(path, folder given)`` for files named directly and every non-hidden file under named folders."""
+    """``(path, folder given)`` for files named directly and every non-hidden file under named folders.
+
+    Folders are walked without following symbolic links; a symbolic link to a file is listed (and refused
+    when it is read, see :func:`_read_notebook`), so that a student's folder cannot bring in another student's
+    notebook, the manifest or a system file.
+    """
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
-            out += [(str(f), p) for f in files]
-        elif p.exists():
+            files = []
+            for folder, dirs, names in os.walk(p, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files += [Path(folder) / n for n in names if not n.startswith(".")]
+            out += [(str(f), p) for f in sorted(files)]
+        elif p.exists() or p.is_symlink():
             out.append((str(p), p.parent))
         else:
             raise ValueError(f"no such submission: {p}")
@@ -166,7 +179,7 @@ def identify(path: str, root: Path, roster: list) -> tuple[str, str | None]:
         if kind != "canvas" and value.lower() in by_id:
             return by_id[value.lower()], None
     stem = p.stem.lower()
-    for key, sid in by_id.items():
+    for key, sid in sorted(by_id.items(), key=lambda item: -len(item[0])):  # "ann_lee_hw1": ann_lee, not ann
         if stem.startswith(key + "_") or stem.startswith(key + "-"):
             return sid, None
     return f"unknown:{rel.as_posix()}", f"{rel.as_posix()} matches no student on the roster"
@@ -242,19 +255,58 @@ def _same(a, b) -> bool:
 
 # ------------------------------------------------------------------------------------------ one file
 def _read_notebook(path: str) -> tuple[dict | None, str | None]:
+    """``(notebook, None)`` or ``(None, why it is not graded)``.
+
+    Only a regular file that is not a symbolic link is read (``O_NOFOLLOW``), at most
+    :data:`MAX_NOTEBOOK_BYTES` of it, and a notebook of more than :data:`MAX_CELLS` cells is refused before
+    nbformat validates it (validation time grows with the cells and is spent outside any sandbox limit). The
+    reason never quotes the file: a link or a system file must not leak into a student's feedback.
+    """
     import nbformat
 
     try:
-        size = Path(path).stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if Path(path).is_symlink():
+            return None, "not graded: a symbolic link (only regular files are graded)"
+        return None, f"not graded: cannot be opened ({type(exc).__name__})"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not graded: not a regular file"
+        if info.st_size > MAX_NOTEBOOK_BYTES:
             return None, f"not graded: the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB"
-        raw = Path(path).read_bytes()
-        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        chunks, left = [], MAX_NOTEBOOK_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 2**20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        return None, f"not graded: the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB"
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text)
+        cells = data.get("cells") if isinstance(data, dict) else None
+        if isinstance(cells, list) and len(cells) > MAX_CELLS:
+            return None, f"not graded: more than {MAX_CELLS} cells"
+        nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except Exception as exc:
-        first = (str(exc).splitlines() or [""])[0][:120]
-        return None, f"not a valid notebook ({type(exc).__name__}: {first})"
+        return None, f"not a valid notebook ({type(exc).__name__})"
     return json.loads(nbformat.writes(nb)), None
+
+
+def notebook_limit(code_cells: int, cell_timeout: float, limit: float | None) -> float:
+    """Seconds for a whole notebook: ``limit``, or by default ``cell_timeout`` × its code cells (at most
+    :data:`DEFAULT_LIMIT_CELLS` of them: the notebook must not choose its own limit) + 30."""
+    if limit is not None:
+        return limit
+    return cell_timeout * min(max(code_cells, 1), DEFAULT_LIMIT_CELLS) + 30
 
 
 def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit: float | None,
@@ -277,7 +329,7 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
             outcome.check_ids += rewrite(src if isinstance(src, str) else "".join(src))[1]
         except SyntaxError:
             pass
-    wall = limit if limit is not None else cell_timeout * max(len(code), 1) + 30
+    wall = notebook_limit(len(code), cell_timeout, limit)
     job = {"notebook": nb, "cell_timeout": min(cell_timeout, wall),
            "functions": {e: j.spec for e, j in jobs.items()}}
     result = sandbox.run([sys.executable, "-m", "klcourse.instructor.worker"],
@@ -363,9 +415,16 @@ _RANK = {"correct": 4, "wrong": 3, "invalid": 2, "not answered": 1}
 
 def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], jobs: dict,
             info: dict | None = None) -> StudentResult:
-    """One student's rows: every assigned exercise, the best verdict over their notebooks."""
+    """One student's rows: every assigned exercise, judged over their notebooks.
+
+    Within one notebook the last recorded answer counts. An exercise answered in several of a student's notebooks
+    gets the *lowest* of those verdicts (a notebook that leaves it unanswered does not count): taking the best
+    would let a student hand in one copy per option of a choice and collect whichever is right.
+    """
+    from klcourse.exercises.core import NOT_ANSWERED
+
     res = StudentResult(student=student, info=info or {}, submissions=[Path(o.path).name for o in outcomes])
-    verdicts: dict = {}
+    judged: dict = {}  # exercise -> [(feedback, notebook name)]
     for o in outcomes:
         name = Path(o.path).name
         if o.error:
@@ -378,12 +437,16 @@ def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], j
             res.notes.append(f"{name}: (+{len(o.events) - 5} more)")
         for exercise in assignment.exercises:
             fb = judge(assignment, student, exercise, o.answers.get(exercise), jobs)
-            if fb is None:
-                continue
-            best = verdicts.get(exercise)
-            rank = (fb.passed, _RANK.get(fb.status, 0))
-            if best is None or rank > (best[0].passed, _RANK.get(best[0].status, 0)):
-                verdicts[exercise] = (fb, name)
+            if fb is not None:
+                judged.setdefault(exercise, []).append((fb, name))
+    verdicts: dict = {}
+    for exercise, found in judged.items():
+        answered = [(fb, name) for fb, name in found if fb.status != NOT_ANSWERED] or found
+        verdicts[exercise] = min(answered, key=lambda pair: (pair[0].passed, _RANK.get(pair[0].status, 0)))
+        names = list(dict.fromkeys(name for _, name in answered))
+        if len(names) > 1:
+            res.notes.append(f"{exercise} is answered in {len(names)} notebooks ({', '.join(names)}): "
+                             "the lowest verdict counts")
     ids_seen = {i for o in outcomes for i in o.check_ids}
     failure = next((o.error for o in outcomes if o.error), None)
     crash = next((e for o in outcomes for e in o.events if e.startswith(("timeout:", "the notebook's"))), None)
@@ -409,8 +472,14 @@ def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], j
 
 # ------------------------------------------------------------------------------------------ the run
 def infer_assignment(files: list[str], exercises=None, loaded=None) -> Assignment:
-    """Without a manifest: the given exercises, or the class-wide union of what the notebooks list (one
-    denominator for everybody, so that nobody shrinks their own), 1 point each."""
+    """Without a manifest: the given exercises, or what most of the class's notebooks list, 1 point each.
+
+    One denominator for everybody (nobody shrinks their own), and an exercise counts only when more than half
+    of the notebooks list it (in their metadata or a check cell): a single submission that adds check cells
+    cannot grow everybody else's denominator.
+    """
+    from collections import Counter
+
     from klcourse.exercises import list_exercises
 
     known = [e.id for e in list_exercises()]
@@ -419,20 +488,24 @@ def infer_assignment(files: list[str], exercises=None, loaded=None) -> Assignmen
         if unknown:
             raise ValueError(f"unknown exercise id(s): {unknown}")
         return Assignment("assignment", dict.fromkeys(exercises, 1.0), source="--exercises")
-    found = set()
+    votes: Counter = Counter()
+    notebooks = 0
     for path in files:
         nb, error = loaded[path] if loaded else _read_notebook(path)
         if nb is None:
             continue
+        notebooks += 1
         listed = nb.get("metadata", {}).get("klcourse", {}).get("exercises", [])
-        found |= {e for e in listed if isinstance(e, str)}
+        found = {e for e in listed if isinstance(e, str)}
         for cell in nb["cells"]:
             if cell.get("cell_type") == "code":
                 src = cell.get("source", "")
                 found |= set(re.findall(r"""check(?:_variant)?\(\s*["']([\w.-]+)["']""",
                                         src if isinstance(src, str) else "".join(src)))
-    return Assignment("assignment", dict.fromkeys([e for e in known if e in found], 1.0),
-                      source="the class's notebooks")
+        votes.update(found)
+    chosen = [e for e in known if 2 * votes[e] > notebooks]
+    return Assignment("assignment", dict.fromkeys(chosen, 1.0),
+                      source="what most of the class's notebooks list (better: a manifest from klcourse assign)")
 
 
 def grade(paths, out_csv="grades.csv", *, assignment=None, exercises=None, timeout: float = 60,
@@ -449,11 +522,12 @@ def grade(paths, out_csv="grades.csv", *, assignment=None, exercises=None, timeo
         ``<stem>_summary.csv``, ``<stem>_canvas.csv``, ``<stem>_feedback/<student>.html``, ``<stem>_report.html``.
     assignment : path, dict or Assignment, optional
         The manifest written by ``klcourse assign``: exercises, points, roster, secret. Without it the
-        assignment is ``exercises`` (1 point each) or, failing that, everything the class's notebooks list.
+        assignment is ``exercises`` (1 point each) or, failing that, what most of the class's notebooks list.
     timeout : float
         Seconds per cell.
     limit : float, optional
-        Seconds for a whole notebook (default ``timeout × code cells + 30``); the sandbox is killed at it.
+        Seconds for a whole notebook (default ``timeout × code cells + 30``, counting at most
+        :data:`DEFAULT_LIMIT_CELLS` cells); the sandbox is killed at it.
     jobs : int
         Submissions graded in parallel.
     sandbox : bool, optional

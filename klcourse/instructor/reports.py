@@ -41,11 +41,29 @@ def atomic_write(path: Path, data: bytes) -> Path:
     return path
 
 
+#: A spreadsheet reads a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """``value`` for a CSV cell, with a text that a spreadsheet would run as a formula quoted by a leading ``'``.
+
+    Messages and notes can carry text a submission chose (a forged event, a file name): an instructor opening
+    the gradebook in a spreadsheet must not run it.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def _csv_bytes(header, rows) -> bytes:
     buf = io.StringIO(newline="")
     writer = csv.writer(buf)
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([_cell(v) for v in row] for row in rows)
     return buf.getvalue().encode("utf-8")
 
 
