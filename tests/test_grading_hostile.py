@@ -707,3 +707,22 @@ def test_the_threat_tables_do_not_promise_that_klcourse_calls_are_always_caught(
     texts = ["".join(c["source"]) for c in page["cells"]] + [(ROOT / "README.md").read_text()]
     rows = [line for text in texts for line in text.splitlines() if '"implement it" exercise |' in line]
     assert len(rows) == 2 and all("disguised" in row and "gets through" in row for row in rows), rows
+
+
+def test_a_flood_of_tiny_records_costs_the_grader_little(tmp_path, monkeypatch):
+    """16 MB of '{}' lines on the channel: parsing happens in the grader, outside the submission's limit."""
+    from klcourse.instructor import grading
+
+    path = tmp_path / "flood.ipynb"
+    nbformat.write(notebook('check("definitions.excess-bits", 1.0)'), path)
+    answer = json.dumps({"kind": "answer", "id": "definitions.excess-bits", "data": {"t": "float", "v": 1.0}})
+    flood = (answer + "\n").encode() + b"{}\n" * (sandbox.MAX_CHANNEL // 3)
+
+    def fake_run(argv, *, limits, **kwargs):
+        return sandbox.RunResult(0, False, {"stdout": flood[:sandbox.MAX_CHANNEL], "stderr": b""}, {"stdout"})
+
+    monkeypatch.setattr(grading.sandbox, "run", fake_run)
+    start = time.monotonic()
+    outcome = grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=5.0, use_sandbox=False)
+    assert time.monotonic() - start < 2.0
+    assert "definitions.excess-bits" in outcome.answers  # the records before the flood still count

@@ -35,6 +35,8 @@ from klcourse.instructor.sandbox import UNSANDBOXED
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 #: Cells in one notebook (a chapter has about 110; an assignment of three chapters a few hundred).
 MAX_CELLS = 2000
+#: Lines of a notebook's output channel that are read (an honest notebook writes one per check call and event).
+MAX_RECORDS = 10_000
 #: Without ``limit``, a notebook gets ``cell_timeout`` × its code cells, counting at most this many cells.
 DEFAULT_LIMIT_CELLS = 10
 #: Canvas download names: ``<login>[_LATE]_<canvas user id>_<submission id>_<original name>``
@@ -336,8 +338,13 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
                          limits=sandbox.Limits(wall=wall), stdin_data=json.dumps(job).encode(),
                          sandbox=use_sandbox)
     outcome.sandboxed, outcome.timed_out, outcome.elapsed = result.sandboxed, result.timed_out, result.elapsed
-    lines = result.channels.get("stdout", b"").split(b"\n")
-    if "stdout" in result.truncated or not result.channels.get("stdout", b"").endswith(b"\n"):
+    channel = result.channels.get("stdout", b"")
+    # at most MAX_RECORDS lines are parsed: 16 MB of tiny lines would cost the grader ~10 s, outside any limit
+    lines = channel.split(b"\n", MAX_RECORDS)
+    if len(lines) > MAX_RECORDS:
+        lines = lines[:MAX_RECORDS]
+        outcome.events.append(f"more than {MAX_RECORDS} records on the output channel: the rest ignored")
+    elif "stdout" in result.truncated or not channel.endswith(b"\n"):
         lines = lines[:-1]  # an incomplete last line
     for line in lines:
         try:
