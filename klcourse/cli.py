@@ -20,6 +20,11 @@ def _split(values):
     return [v for item in values for v in item.split(",") if v]
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates (file names of non-UTF-8 bytes) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def cmd_exercises(args) -> int:
     from klcourse.exercises import list_exercises
 
@@ -91,7 +96,7 @@ def cmd_grade(args) -> int:
     width = max((len(s.student) for s in run.students), default=10)
     for s in run.students:
         notes = f"  ({'; '.join(s.notes)})" if s.notes else ""
-        print(f"{s.student:<{width}}  {s.points:g}/{s.max_points:g}{notes}")
+        print(_printable(f"{s.student:<{width}}  {s.points:g}/{s.max_points:g}{notes}"))
     for name, path in run.outputs.items():
         print(f"{name + ':':<11} {path}")
     print(f"{len(run.files)} file(s), {len(run.students)} student(s) in {run.elapsed:.1f} s "

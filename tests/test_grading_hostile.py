@@ -86,7 +86,7 @@ ROSTER = [("full", "Ada Full", "1001"), ("partial", "Bo Partial", "1002"), ("con
 HOSTILE = ["builtins", "numpy-patch", "closures", "frames", "forged-file", "forged-channel", "setsid-forgery",
            "holds-stdout", "writes-elsewhere", "reads-book", "deleted-checks", "huge-output", "fork-storm",
            "infinite-loop", "crash", "not-a-notebook", "broken-json", "memorised-cases", "slow-check",
-           "guesser", "linker", "formula-injection", "many-cells"]
+           "guesser", "linker", "formula-injection", "many-cells", "bad-bytes"]
 
 
 def hostile_notebooks(secret: str, victim: Path, gradebook: Path) -> dict:
@@ -299,6 +299,20 @@ def hostile_files(subs: Path, manifest: Path) -> None:
               "execution_count": None} for i in range(3000)]
     raw = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (subs / "many-cells.ipynb").write_text(json.dumps(raw))
+    # a file name that is not UTF-8 (a zip can carry one) and a forged event with a lone surrogate
+    import os
+
+    (subs / "bad-bytes").mkdir()
+    lone = notebook("""
+        import os
+        for fd in range(3, 40):
+            try:
+                os.write(fd, b'{"kind": "event", "text": "\\\\ud800 =1+1"}\\n')
+            except OSError:
+                pass
+        """)
+    with open(os.path.join(os.fsencode(subs / "bad-bytes"), b"\xff\xfe\nhw1.ipynb"), "w") as fh:
+        fh.write(nbformat.writes(lone))
 
 
 def student_notebooks(secret: str) -> dict:
@@ -530,6 +544,15 @@ def test_gradebook_cells_never_start_a_spreadsheet_formula(hostile_run):
             for value in line.values():  # ...but no CSV cell starts a formula
                 assert not value.startswith(("=", "+", "@", "\t", "\r")), (name, value)
                 assert not value.startswith("-") or value.lstrip("-").replace(".", "", 1).isdigit(), (name, value)
+
+
+def test_names_and_messages_that_are_not_utf8_do_not_stop_the_outputs(hostile_run):
+    run, tmp, *_ = hostile_run
+    student = next(s for s in run.students if s.student == "bad-bytes")
+    assert any("\ud800" in n for n in student.notes)  # the forged event arrived...
+    summary = (tmp / "out" / "grades_summary.csv").read_bytes().decode("utf-8")  # ...and every file is UTF-8
+    assert "\\udcff" in summary and "\\ud800" in summary
+    assert (tmp / "out" / "grades_feedback" / "bad-bytes.html").read_bytes().decode("utf-8")
 
 
 def test_n_hostile_submissions_finish_within_n_limits(hostile_run):

@@ -64,7 +64,13 @@ def _csv_bytes(header, rows) -> bytes:
     writer = csv.writer(buf)
     writer.writerow(header)
     writer.writerows([_cell(v) for v in row] for row in rows)
-    return buf.getvalue().encode("utf-8")
+    return _utf8(buf.getvalue())
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8, with lone surrogates written as ``\\udcff``: a file name of non-UTF-8 bytes or a forged ``"\\ud800"``
+    in a message must not stop the whole class's outputs from being written."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _num(x: float) -> str:
@@ -93,8 +99,8 @@ def write_outputs(run, out_csv) -> dict:
     atomic_write(paths["canvas"], canvas_csv(run))
     paths["feedback"].mkdir(parents=True, exist_ok=True)
     for s in run.students:
-        atomic_write(paths["feedback"] / f"{_safe_name(s.student)}.html", feedback_html(run, s).encode())
-    atomic_write(paths["report"], report_html(run).encode())
+        atomic_write(paths["feedback"] / f"{_safe_name(s.student)}.html", _utf8(feedback_html(run, s)))
+    atomic_write(paths["report"], _utf8(report_html(run)))
     return paths
 
 
