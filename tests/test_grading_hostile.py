@@ -749,3 +749,18 @@ def test_a_flood_of_tiny_records_costs_the_grader_little(tmp_path, monkeypatch):
     outcome = grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=5.0, use_sandbox=False)
     assert time.monotonic() - start < 2.0
     assert "definitions.excess-bits" in outcome.answers  # the records before the flood still count
+
+
+def test_a_file_name_inside_a_folder_never_names_another_student(tmp_path):
+    """The names of files in a student's folder are the student's choice: 'Mallory Smith/full.ipynb' is not full's,
+    and neither is a Canvas-looking name with full's canvas id."""
+    from klcourse.instructor.grading import identify
+
+    roster = [{"id": "full", "canvas_id": "1001"}, {"id": "mallory", "canvas_id": "1007"}]
+    for name in ("full.ipynb", "full_hw1.ipynb", "full_1001_5_hw1.ipynb"):
+        sid, note = identify(str(tmp_path / "Mallory Smith" / name), tmp_path, roster)
+        assert sid.startswith("unknown:") and "roster" in note, (name, sid)
+        assert identify(str(tmp_path / "mallory" / name), tmp_path, roster)[0] == "mallory"
+        # klcourse grade subs/*: each student's folder given itself
+        assert identify(str(tmp_path / "mallory" / name), tmp_path / "mallory", roster)[0] == "mallory"
+    assert identify(str(tmp_path / "full_1001_5_hw1.ipynb"), tmp_path, roster)[0] == "full"  # flat Canvas names

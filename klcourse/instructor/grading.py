@@ -157,14 +157,25 @@ def expand_submissions(paths) -> list[tuple[str, Path]]:
 def identify(path: str, root: Path, roster: list) -> tuple[str, str | None]:
     """The student a file belongs to, and a note when it is not on the roster.
 
-    Per-student folders (``root/<id>/…``), Canvas names (``login_12345_67890_file.ipynb``: the canvas id or the
-    login), or a file named after the id (``<id>.ipynb``, ``<id>_hw1.ipynb``).
+    Per-student folders (``root/<id>/…``, or a folder ``<id>`` given itself, as ``klcourse grade subs/*`` does),
+    Canvas names (``login_12345_67890_file.ipynb``: the canvas id or the login), or a file named after the id
+    (``<id>.ipynb``, ``<id>_hw1.ipynb``). A file inside a student's folder is named by the student: its name is
+    never used, so a folder that is not on the roster is unknown rather than matched by the file names in it
+    (``Mallory Smith/full.ipynb`` must not count for the student ``full``).
     """
     p = Path(path)
     rel = p.relative_to(root) if p.is_relative_to(root) else Path(p.name)
-    candidates = []
+    by_id = {s["id"].lower(): s["id"] for s in roster}
+    if roster and root.name.lower() in by_id:
+        return by_id[root.name.lower()], None
     if len(rel.parts) > 1:
-        candidates.append(("folder", rel.parts[0]))
+        folder = rel.parts[0]
+        if not roster:
+            return folder, None
+        if folder.lower() in by_id:
+            return by_id[folder.lower()], None
+        return f"unknown:{rel.as_posix()}", f"{folder}/ matches no student on the roster"
+    candidates = []
     match = CANVAS_NAME.match(p.name)
     if match:
         candidates += [("canvas", match["canvas"]), ("login", match["login"])]
@@ -173,7 +184,6 @@ def identify(path: str, root: Path, roster: list) -> tuple[str, str | None]:
         for kind, value in candidates:
             if kind != "canvas":
                 return value, None
-    by_id = {s["id"].lower(): s["id"] for s in roster}
     by_canvas = {s.get("canvas_id"): s["id"] for s in roster if s.get("canvas_id")}
     for kind, value in candidates:
         if kind == "canvas" and value in by_canvas:
