@@ -764,3 +764,23 @@ def test_a_file_name_inside_a_folder_never_names_another_student(tmp_path):
         # klcourse grade subs/*: each student's folder given itself
         assert identify(str(tmp_path / "mallory" / name), tmp_path / "mallory", roster)[0] == "mallory"
     assert identify(str(tmp_path / "full_1001_5_hw1.ipynb"), tmp_path, roster)[0] == "full"  # flat Canvas names
+
+
+def test_outputs_and_metadata_cost_the_grader_nothing(tmp_path):
+    """nbformat converts and validates every output and metadata node, in the grader, outside any limit: 100 000
+    stream outputs and 200 000 metadata entries took ~15 s; only cells' sources and the exercise list are kept."""
+    from klcourse.instructor.grading import _read_notebook
+
+    cell = {"cell_type": "code", "id": "a", "metadata": {}, "source": 'check("definitions.excess-bits", 1.0)',
+            "execution_count": None,
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": "x"} for _ in range(100_000)]}
+    raw = {"cells": [cell], "nbformat": 4, "nbformat_minor": 5,
+           "metadata": {"klcourse": {"exercises": ["definitions.excess-bits"]},
+                        "padding": [[i, {"a": str(i)}] for i in range(200_000)]}}
+    path = tmp_path / "padded.ipynb"
+    path.write_text(json.dumps(raw))
+    start = time.monotonic()
+    nb, error = _read_notebook(str(path))
+    assert time.monotonic() - start < 2.0 and error is None
+    assert nb["metadata"]["klcourse"]["exercises"] == ["definitions.excess-bits"]
+    assert nb["cells"][0]["outputs"] == [] and "check(" in "".join(nb["cells"][0]["source"])
