@@ -784,3 +784,17 @@ def test_outputs_and_metadata_cost_the_grader_nothing(tmp_path):
     assert time.monotonic() - start < 2.0 and error is None
     assert nb["metadata"]["klcourse"]["exercises"] == ["definitions.excess-bits"]
     assert nb["cells"][0]["outputs"] == [] and "check(" in "".join(nb["cells"][0]["source"])
+
+
+def test_a_huge_cell_costs_the_grader_little(tmp_path, monkeypatch):
+    """The grader looks for check cells without parsing the code (that is the sandbox's work, under its limit)."""
+    from klcourse.instructor import grading
+
+    path = tmp_path / "huge-cell.ipynb"
+    nbformat.write(notebook("x = 1\n" * 300_000 + 'check("definitions.excess-bits", x)'), path)
+    monkeypatch.setattr(grading.sandbox, "run", lambda argv, **kwargs: sandbox.RunResult(
+        0, False, {"stdout": b'{"kind": "done"}\n', "stderr": b""}))
+    start = time.monotonic()
+    outcome = grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=5.0, use_sandbox=False)
+    assert time.monotonic() - start < 2.0
+    assert outcome.check_ids == ["definitions.excess-bits"]
