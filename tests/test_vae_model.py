@@ -319,6 +319,95 @@ def test_aggregate_posterior_split_adds_up_to_the_rate(data):
     assert mismatch + information == pytest.approx(rate, rel=0.03)
 
 
+def test_aggregate_posterior_kl_equals_the_direct_log_density_sums(data):
+    """The matrix-product form of log q(z_s | x_n) gives what summing the Gaussian log densities gives."""
+    model = random_stack(n_models=2, n_latent=3)
+    x = data.x_test[:60]
+    got = vm.aggregate_posterior_kl(model, x, member=1, n_samples=300, seed=2)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        mu, logvar = (t[1].double() for t in model.encode(x))
+    pick = torch.randint(len(x), (300,), generator=gen)
+    z = vm.reparameterise(mu[pick], logvar[pick], gen)
+    log_q_all = Independent(Normal(mu[None], torch.exp(0.5 * logvar)[None]), 1).log_prob(z[:, None, :])
+    log_aggregate = torch.logsumexp(log_q_all, dim=1) - math.log(len(x))
+    log_prior = Independent(Normal(torch.zeros(3), torch.ones(3)), 1).log_prob(z)
+    log_own = log_q_all[torch.arange(300), pick]
+    expected = (float((log_aggregate - log_prior).mean()), float((log_own - log_aggregate).mean()))
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- the speed-ups of training
+def test_tanh_is_torch_tanh_in_value_and_gradient():
+    x = torch.linspace(-12, 12, 20001)
+    assert float((vm.Tanh()(x) - torch.tanh(x)).abs().max()) < 3e-7
+    xd = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(vm.Tanh(), (xd,))
+    assert torch.autograd.gradgradcheck(vm.Tanh(), (xd,))
+    (grad,) = torch.autograd.grad(vm.Tanh()(xd).sum(), xd)
+    torch.testing.assert_close(grad, 1 - torch.tanh(xd.detach()) ** 2)
+
+
+def test_training_kl_has_the_values_and_gradients_of_vae_kl():
+    mu = 2 * torch.randn(500, 4, dtype=torch.float64)
+    logvar = torch.cat([3 * torch.randn(250, 4), 1e-3 * torch.randn(250, 4)]).double()
+    ours = vm._TrainingKL.apply(mu.float(), logvar.float()).double()
+    assert float((ours - vm.kl_per_dim(mu, logvar)).abs().max()) < 1e-5 * float(vm.kl_per_dim(mu, logvar).max())
+    a = (mu.clone().requires_grad_(), logvar.clone().requires_grad_())
+    b = (mu.clone().requires_grad_(), logvar.clone().requires_grad_())
+    weights = torch.rand(500, 4, dtype=torch.float64)
+    grads_ours = torch.autograd.grad((weights * vm._TrainingKL.apply(*a)).sum(), a)
+    grads_autograd = torch.autograd.grad((weights * vm.kl_per_dim(*b)).sum(), b)  # through vae_kl
+    for g1, g2 in zip(grads_ours, grads_autograd, strict=True):
+        torch.testing.assert_close(g1, g2)
+
+
+def test_training_matches_a_plain_torch_reference_loop():
+    """train_vaes (own Adam, fast tanh, closed-form KL gradient, autoregressive weights only where used,
+    pre-drawn own minibatches) trains the same models as a loop written with torch.optim.Adam and autograd."""
+    x = vm.load_binary_digits().x_train[:300]
+    configs = [{"beta": 2.0, "warmup": 10}, {"autoregressive": True, "free_bits": 0.3},
+               {"regulariser": "mse", "minibatch_seed": 4}, {"autoregressive": True, "minibatch_seed": 5}]
+    steps, batch = 25, 16
+    model, _ = vm.train_vaes(x, configs, n_latent=3, n_hidden=12, steps=steps, batch_size=batch, lr=3e-3, seed=7)
+
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(7)
+    ref = vm.VAEStack(4, 3, 12, 64, [False, True, False, True])
+    ref.encoder[1], ref.decoder[1] = torch.nn.Tanh(), torch.nn.Tanh()
+    opt = torch.optim.Adam(ref.parameters(), lr=3e-3)
+    own = {2: torch.Generator().manual_seed(4), 3: torch.Generator().manual_seed(5)}
+    beta, warmup = torch.tensor([2.0, 1, 1, 1]), torch.tensor([10.0, 0, 0, 0])
+    free_bits, is_mse = torch.tensor([0.0, 0.3, 0, 0]), torch.tensor([False, False, True, False])
+    for t in range(steps):
+        idx = torch.randint(len(x), (batch,), generator=gen).expand(4, -1).clone()
+        for m, g in own.items():
+            idx[m] = torch.randint(len(x), (batch,), generator=g)
+        xb = x[idx]
+        mu, logvar = ref.encode(xb)
+        distortion = vm.reconstruction_nll(ref, xb, vm.reparameterise(mu, logvar, gen)).mean(dim=1)
+        kl = torch.maximum(vm.kl_per_dim(mu, logvar).mean(dim=1), free_bits[:, None]).sum(-1)
+        reg = torch.where(is_mse, vm.mse_penalty(mu, logvar).mean(dim=1), kl)
+        beta_t = torch.where(warmup > 0, beta * torch.clamp(t / warmup.clamp(min=1), max=1.0), beta)
+        opt.zero_grad()
+        (distortion + beta_t * reg).sum().backward()
+        opt.step()
+    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_training_does_not_import_torch_dynamo():
+    """Creating a torch.optim optimiser imports torch._dynamo (over a second of CPU in chapter 6)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from klcourse import vae_model as vm; "
+            "vm.train_vaes(torch.zeros(8, 64), [{}], n_hidden=4, steps=2, batch_size=4); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_image_grid_places_images_row_by_row():
     images = np.arange(3 * 4).reshape(3, 4).astype(float)  # three 2x2 images
     canvas = vm.image_grid(images, 2, side=2, pad=1)
