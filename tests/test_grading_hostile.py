@@ -798,3 +798,13 @@ def test_a_huge_cell_costs_the_grader_little(tmp_path, monkeypatch):
     outcome = grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=5.0, use_sandbox=False)
     assert time.monotonic() - start < 2.0
     assert outcome.check_ids == ["definitions.excess-bits"]
+
+
+def test_roster_ids_that_differ_only_in_case_are_refused(tmp_path):
+    """identify() matches ids ignoring case, so 'Ann' and 'ann' would receive each other's notebooks."""
+    from klcourse.instructor.assign import read_roster
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name\nAnn,Ann One\nann,Ann Two\n")
+    with pytest.raises(ValueError, match="twice"):
+        read_roster(roster)

@@ -48,9 +48,9 @@ def read_roster(path) -> list[dict]:
             raise ValueError(f"roster {path}, line {n}: no student id (a column 'id' is required)")
         if not _SAFE_ID.match(sid):
             raise ValueError(f"roster {path}, line {n}: student id {sid!r} must be letters, digits, . _ @ -")
-        if sid in seen:
-            raise ValueError(f"roster {path}, line {n}: student id {sid!r} appears twice")
-        seen.add(sid)
+        if sid.lower() in seen:  # the grader matches ids ignoring case: "Ann" and "ann" would share files
+            raise ValueError(f"roster {path}, line {n}: student id {sid!r} appears twice (ignoring case)")
+        seen.add(sid.lower())
         students.append({"id": sid, "name": row.get("name", ""), "canvas_id": row.get("canvas_id", ""),
                          "sis_id": row.get("sis_id", ""), "section": row.get("section", "")})
     if not students:
