@@ -59,7 +59,8 @@ class Feedback:
         }
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        colour = "#1a7f37" if self.passed else ("#6e7781" if self.status == NOT_ANSWERED else "#cf222e")
+        # dark enough for WCAG AA (>= 4.5:1) on white and on the light grey that dark mode puts behind outputs
+        colour = "#116329" if self.passed else ("#4b535c" if self.status == NOT_ANSWERED else "#a40e26")
         text = html.escape(str(self))
         return {
             "text/plain": str(self),

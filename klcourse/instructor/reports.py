@@ -120,7 +120,7 @@ def canvas_csv(run) -> bytes:
 
 _STYLE = """<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
-.pass{color:#1a7f37}.fail{color:#cf222e}.warn{background:#fff3cd;padding:.5rem;border:1px solid #e0c060}</style>"""
+.pass{color:#116329}.fail{color:#a40e26}.warn{background:#fff3cd;padding:.5rem;border:1px solid #e0c060}</style>"""
 
 
 def feedback_html(run, s) -> str:
