@@ -15,6 +15,7 @@ chapter                module
 =====================  ===========================================================
 1-2 definitions, kin   :mod:`klcourse.divergences`
 3 Gaussians            :mod:`klcourse.gaussians`
+3 exponential families :mod:`klcourse.expfamily`
 6 VAE                  :mod:`klcourse.vae`
 7 EM                   :mod:`klcourse.em`
 8 distillation         :mod:`klcourse.distillation`
@@ -37,6 +38,7 @@ from klcourse.em import fit_gmm_em
 from klcourse.estimators import mc_kl
 from klcourse.exercises import check, hint, list_exercises
 from klcourse.exercises.progress import progress
+from klcourse.expfamily import kl_bernoulli, kl_exponential, kl_exponential_family, kl_gamma, kl_poisson
 from klcourse.gaussians import kl_diag_normal, kl_mvn, kl_normal
 from klcourse.vae import vae_kl
 
@@ -51,10 +53,15 @@ __all__ = [
     "fit_gmm_em",
     "hint",
     "js_divergence",
+    "kl_bernoulli",
     "kl_diag_normal",
     "kl_divergence",
+    "kl_exponential",
+    "kl_exponential_family",
+    "kl_gamma",
     "kl_mvn",
     "kl_normal",
+    "kl_poisson",
     "list_exercises",
     "mc_kl",
     "mutual_information",
