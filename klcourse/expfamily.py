@@ -16,7 +16,8 @@ each >= 0 and each evaluated without cancellation, built from one kernel,
 the Bregman divergence of ``-log`` scaled by ``a`` (``g`` by its series near 0, and ``c - a``
 exact by Sterbenz's lemma when ``c/a`` is in [1/2, 2]):
 
-* Bernoulli: ``b(p, q) + b(1 - p, 1 - q)`` (the second with ``c - a = p - q`` formed directly);
+* Bernoulli: ``b(p, q) + b(1 - p, 1 - q)`` (the second with ``c - a = p - q`` formed directly),
+  which is :func:`klcourse.numerics.kl_bernoulli` (chapter 5) with argument checks added;
 * categorical: :func:`klcourse.kl_divergence` (chapter 1), which already has these properties;
 * Poisson: ``b(lam0, lam1)``;  exponential: ``b(rate0, rate1) / rate0``;
 * gamma: see :func:`kl_gamma` (a shape part split off Stirling's series, plus a mean part).
@@ -47,6 +48,7 @@ import scipy.special
 from klcourse._validate import as_float_array, broadcast_all, scalar_or_array
 from klcourse.divergences import _phi
 from klcourse.gaussians import expm1mx
+from klcourse.numerics import kl_bernoulli as _stable_kl_bernoulli
 
 __all__ = [
     "kl_bernoulli",
@@ -101,12 +103,8 @@ def _log_ratio(c: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, r
 
 
-def _breg_log(a: np.ndarray, c: np.ndarray, diff: np.ndarray | None = None) -> np.ndarray:
-    """``c - a - a log(c/a) >= 0`` for ``a, c >= 0`` (``c`` at ``a = 0``, ``inf`` at ``c = 0 < a``).
-
-    ``diff`` is ``c - a`` when the caller can form it more accurately than by subtracting
-    (the Bernoulli complement ``(1 - q) - (1 - p) = p - q``).
-    """
+def _breg_log(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``c - a - a log(c/a) >= 0`` for ``a, c >= 0`` (``c`` at ``a = 0``, ``inf`` at ``c = 0 < a``)."""
     a, c = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(c, dtype=np.float64))
     out = np.zeros(a.shape)
     live = a > 0
@@ -117,7 +115,7 @@ def _breg_log(a: np.ndarray, c: np.ndarray, diff: np.ndarray | None = None) -> n
     if not np.any(live):
         return out
     a_l, c_l = a[live], c[live]
-    d_l = (c_l - a_l) if diff is None else np.broadcast_to(diff, a.shape)[live]
+    d_l = c_l - a_l
     x, r = _log_ratio(c_l, a_l)
     near = (r >= 0.5) & (r <= 2.0)
     val = np.empty(a_l.shape)
@@ -138,9 +136,10 @@ def kl_bernoulli(p, q):
         D = p\log\frac{p}{q} + (1-p)\log\frac{1-p}{1-q}
           = b(p, q) + b(1-p, 1-q), \qquad b(a, c) = c - a - a\log\frac{c}{a} \ge 0,
 
-    the second form being what is computed (see the module docstring): each term is
-    non-negative, and the complement's difference ``(1-q) - (1-p)`` is formed as ``p - q``,
-    so nearly equal parameters keep full relative accuracy.  In natural parameters
+    the second form being what is computed, by chapter 5's
+    :func:`klcourse.numerics.kl_bernoulli` (this function adds the argument checks): each
+    term is non-negative, and the complement's difference ``(1-q) - (1-p)`` is formed as
+    ``p - q``, so nearly equal parameters keep full relative accuracy.  In natural parameters
     ``theta = log(p/(1-p))`` it is the Bregman divergence of the softplus
     ``A(theta) = log(1 + e^theta)``.
 
@@ -178,9 +177,7 @@ def kl_bernoulli(p, q):
     inf
     """
     p, q = _params((p, q), ("p", "q"), unit=("p", "q"))
-    with np.errstate(invalid="ignore"):
-        d = _breg_log(p, q) + _breg_log(1.0 - p, 1.0 - q, p - q)
-    return scalar_or_array(d)
+    return scalar_or_array(_stable_kl_bernoulli(p, q))
 
 
 # ----------------------------------------------------------------------------- Poisson
