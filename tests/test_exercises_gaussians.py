@@ -31,9 +31,9 @@ def assert_misconception(exercise_id, answer, name):
     assert not fb.passed and fb.misconception == name, (fb.misconception, fb.message)
 
 
-def test_seven_exercises_of_mixed_kinds_are_registered():
+def test_ten_exercises_of_mixed_kinds_are_registered():
     exercises = list_exercises("gaussians")
-    assert len(exercises) == 7
+    assert len(exercises) == 10
     assert {e.kind for e in exercises} >= {"number", "function", "counterexample", "predict"}
 
 
@@ -303,3 +303,126 @@ def test_kl_gauss_rejects_klcourse_in_every_disguise():
         assert not fb.passed and fb.misconception == "klcourse-own", answer
         assert "klcourse.gaussians.kl_normal" in fb.message and "write your own" in fb.message
     assert evaluate("gaussians.kl-gauss", kl_gauss_hand).passed
+
+
+# --------------------------------------------------------------------------- issue 13: exponential families
+def poisson_series(lam0, lam1):
+    """D(Poisson(lam0) ‖ Poisson(lam1)) as a direct sum of p(k) log(p(k)/q(k)) over k."""
+    k = np.arange(200)
+    return float(np.sum(stats.poisson.pmf(k, lam0) * (stats.poisson.logpmf(k, lam0) - stats.poisson.logpmf(k, lam1))))
+
+
+def gamma_quad(a0, rate0, a1, rate1):
+    """D(Gamma(a0, rate0) ‖ Gamma(a1, rate1)) by quadrature (scipy's gamma takes scale = 1/rate)."""
+    p, q = stats.gamma(a0, scale=1 / rate0), stats.gamma(a1, scale=1 / rate1)
+    value, _ = integrate.quad(lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)), 0, p.isf(1e-16),
+                              points=[p.mean()], epsabs=1e-13, epsrel=1e-12, limit=200)
+    return value
+
+
+def test_poisson_by_hand_accepts_the_series_and_the_hand_value():
+    assert ex.POISSON_BY_HAND == (4.0, 2.5)
+    assert evaluate("gaussians.poisson-by-hand", poisson_series(4.0, 2.5)).passed
+    assert evaluate("gaussians.poisson-by-hand", round(4 * math.log(1.6) - 1.5, 3)).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "name"),
+    [
+        (poisson_series(2.5, 4.0), "swapped"),
+        (4 * math.log(1.6), "forgot-constant"),
+        (poisson_series(4.0, 2.5) / LN2, "bits"),
+        (4 * math.log10(1.6) - 4 + 2.5, "log10"),
+    ],
+)
+def test_poisson_by_hand_names_misconceptions(wrong, name):
+    assert_misconception("gaussians.poisson-by-hand", wrong, name)
+
+
+def test_poisson_by_hand_negative_and_unrecognised_answers():
+    fb = evaluate("gaussians.poisson-by-hand", 4 * math.log(2.5 / 4) - 4 + 2.5)  # log ratio upside down
+    assert not fb.passed and "never negative" in fb.message
+    fb = evaluate("gaussians.poisson-by-hand", 0.7)
+    assert not fb.passed and fb.misconception is None and "0.380" not in fb.message
+
+
+def test_gamma_waiting_accepts_quadrature():
+    assert ex.GAMMA_WAITING == (3.0, 2.0, 2.0, 0.5)
+    assert evaluate("gaussians.gamma-waiting", gamma_quad(3.0, 2.0, 2.0, 0.5)).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "name"),
+    [
+        (gamma_quad(3.0, 0.5, 2.0, 2.0), "rate-scale"),  # stats.gamma(a, scale=rate): rates read as scales
+        (gamma_quad(2.0, 0.5, 3.0, 2.0), "swapped"),
+        (gamma_quad(2.0, 2.0, 3.0, 0.5), "rate-scale-swapped"),
+        (gamma_quad(3.0, 2.0, 2.0, 0.5) / LN2, "bits"),
+        (gamma_quad(3.0, 2.0, 2.0, 0.5) / LN10, "log10"),
+    ],
+)
+def test_gamma_waiting_names_misconceptions(wrong, name):
+    assert_misconception("gaussians.gamma-waiting", wrong, name)
+
+
+def kl_pois_hand(lam0, lam1):
+    if lam0 == 0:
+        return lam1
+    return math.inf if lam1 == 0 else lam0 * math.log(lam0 / lam1) - lam0 + lam1
+
+
+def test_kl_poisson_accepts_a_hand_implementation_and_rejects_the_library():
+    assert evaluate("gaussians.kl-poisson", kl_pois_hand).passed
+    from klcourse import kl_poisson
+
+    assert evaluate("gaussians.kl-poisson", kl_poisson).misconception == "klcourse-own"
+
+
+def test_kl_poisson_cases_cover_the_edges_and_match_the_series():
+    cases = ex.kl_poisson_cases(np.random.default_rng(3))
+    assert {"zero-rate", "mismatch"} <= {c.tag for c in cases} and any(c.args[0] == c.args[1] for c in cases)
+    for case in cases:
+        lam0, lam1 = case.args
+        if lam0 > 0 and lam1 > 0 and lam0 < 100:
+            assert kl_pois_hand(lam0, lam1) == pytest.approx(poisson_series(lam0, lam1), rel=1e-10, abs=1e-15)
+    assert poisson_series(1e-300, 1.5) == pytest.approx(kl_pois_hand(0.0, 1.5))  # λ → 0: the point mass
+
+
+def _clipped(lam0, lam1, eps=1e-12):
+    return kl_pois_hand(lam0, max(lam1, eps))
+
+
+def _nan_at_zero(lam0, lam1):
+    with np.errstate(all="ignore"):
+        lam0, lam1 = np.float64(lam0), np.float64(lam1)
+        return float(lam0 * np.log(lam0 / lam1) - lam0 + lam1) if lam1 > 0 else kl_pois_hand(lam0, lam1)
+
+
+@pytest.mark.parametrize(
+    ("buggy", "name"),
+    [
+        (lambda a, b: kl_pois_hand(b, a), "swapped"),
+        (lambda a, b: (0.0 if a == 0 else (math.inf if b == 0 else a * math.log(a / b))), "forgot-constant"),
+        (lambda a, b: kl_pois_hand(a, b) / LN2, "bits"),
+        (lambda a, b: kl_pois_hand(a, b) / LN10, "log10"),
+        (_clipped, "clipped-rate"),
+        (_nan_at_zero, "zero-rate-nan"),
+    ],
+)
+def test_kl_poisson_names_buggy_implementations(buggy, name):
+    assert_misconception("gaussians.kl-poisson", buggy, name)
+
+
+def test_kl_poisson_wrong_shape_and_non_function_get_a_sentence():
+    fb = evaluate("gaussians.kl-poisson", lambda a, b: [kl_pois_hand(a, b)] * 2)
+    assert not fb.passed and fb.status == "invalid" and "shape" in fb.message
+    assert evaluate("gaussians.kl-poisson", 0.5).status == "invalid"
+
+
+def test_new_exercises_have_hints_without_the_answer():
+    from klcourse.exercises import hints as hints_module
+
+    for eid in ("gaussians.poisson-by-hand", "gaussians.gamma-waiting", "gaussians.kl-poisson"):
+        assert 2 <= len(hints_module.HINTS[eid]) <= 3
+    text = " ".join(hints_module.HINTS["gaussians.poisson-by-hand"] + hints_module.HINTS["gaussians.gamma-waiting"])
+    assert "0.38" not in text and "0.752" not in text

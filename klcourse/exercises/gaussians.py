@@ -5,7 +5,8 @@ reference functions of :mod:`klcourse.gaussians`; ``tests/test_exercises_gaussia
 recomputes each one by an independent route (quadrature, hand formulas, finite differences).
 
 Convention throughout: ``N(mu, sigma^2)`` with sigma^2 the variance; the functions take
-standard deviations.
+standard deviations.  The exponential-family exercises (Poisson, Bernoulli, gamma) use
+:mod:`klcourse.expfamily`; the gamma is parametrised by shape and **rate**.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from klcourse.exercises.checkers import (
     KL_NEVER_NEGATIVE,
     Case,
+    Judged,
     Misconception,
     choice,
     conditions,
@@ -26,8 +28,11 @@ from klcourse.exercises.checkers import (
     predicate,
     sigma_for_variance,
     swapped,
+    unit_misconceptions,
 )
-from klcourse.exercises.core import register
+from klcourse.exercises.core import WRONG, Verdict, register
+from klcourse.exercises.hints import HINTS
+from klcourse.expfamily import kl_gamma, kl_poisson
 from klcourse.gaussians import kl_diag_normal, kl_mvn, kl_normal
 
 # --------------------------------------------------------------------------- problem data
@@ -47,6 +52,12 @@ MVN_MU0 = (1.0, -1.0)
 MVN_COV0 = ((2.0, 0.6), (0.6, 1.0))
 MVN_MU1 = (0.0, 0.5)
 MVN_COV1 = ((1.0, -0.3), (-0.3, 0.5))
+
+#: ``gaussians.poisson-by-hand``: D(Poisson(4) || Poisson(2.5)), rates (= means) of P and Q.
+POISSON_BY_HAND = (4.0, 2.5)
+
+#: ``gaussians.gamma-waiting``: D(Gamma(3, rate 2) || Gamma(2, rate 0.5)) as (shape0, rate0, shape1, rate1).
+GAMMA_WAITING = (3.0, 2.0, 2.0, 0.5)
 
 #: ``gaussians.equal-mse``: how much larger one KL must be than the other (pairs differing in width only).
 EQUAL_MSE_RATIO = 10.0
@@ -340,3 +351,153 @@ register(
         },
     ),
 )
+
+
+# --------------------------------------------------------------------------- gaussians.poisson-by-hand
+def _poisson_log_term_only() -> float:
+    lam0, lam1 = POISSON_BY_HAND
+    return lam0 * math.log(lam0 / lam1)
+
+
+def _poisson_log10() -> float:
+    lam0, lam1 = POISSON_BY_HAND
+    return lam0 * math.log10(lam0 / lam1) - lam0 + lam1
+
+
+register(
+    "gaussians.poisson-by-hand",
+    title="D(Poisson(4) ‖ Poisson(2.5)) by hand",
+    kind="number",
+    checker=number(
+        lambda: kl_poisson(*POISSON_BY_HAND),
+        sigfigs=3,
+        negative=KL_NEVER_NEGATIVE,
+        misconceptions=[
+            swapped(lambda: kl_poisson(POISSON_BY_HAND[1], POISSON_BY_HAND[0])),
+            Misconception("forgot-constant", _poisson_log_term_only,
+                          "That is only λ·log(λ/λ′). The log-partition terms −λ + λ′ belong to the divergence "
+                          "too: without them D(P‖P) would still be 0 but D could become negative elsewhere."),
+            Misconception("log10", _poisson_log10,
+                          "The log term looks like a base-10 logarithm; KL in nats uses the natural log."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- gaussians.gamma-waiting
+def _gamma_rates_as_scales() -> float:
+    a0, b0, a1, b1 = GAMMA_WAITING
+    return kl_gamma(a0, 1.0 / b0, a1, 1.0 / b1)
+
+
+_RATE_SCALE = ("It looks like the rates were used as scales (scale = 1/rate): scipy.stats.gamma(a, scale=...) "
+               "and numpy's gamma sampler take the scale, the formula of this chapter the rate β, with mean "
+               "α/β.")
+
+register(
+    "gaussians.gamma-waiting",
+    title="Two gamma models of a waiting time: D(Gamma(3, rate 2) ‖ Gamma(2, rate 0.5))",
+    kind="number",
+    checker=number(
+        lambda: kl_gamma(*GAMMA_WAITING),
+        negative=KL_NEVER_NEGATIVE,
+        misconceptions=[
+            Misconception("rate-scale", _gamma_rates_as_scales, _RATE_SCALE),
+            swapped(lambda: kl_gamma(GAMMA_WAITING[2], GAMMA_WAITING[3], GAMMA_WAITING[0], GAMMA_WAITING[1])),
+            Misconception("rate-scale-swapped",
+                          lambda: kl_gamma(GAMMA_WAITING[2], 1 / GAMMA_WAITING[3], GAMMA_WAITING[0],
+                                           1 / GAMMA_WAITING[1]),
+                          "Two slips at once: the arguments are swapped (D(P‖Q) averages under P, the first) and "
+                          "the rates were used as scales (scale = 1/rate)."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- gaussians.kl-poisson
+def kl_poisson_cases(rng: np.random.Generator) -> list[Case]:
+    """Edge and randomised cases for ``gaussians.kl-poisson`` (scalar rates >= 0)."""
+    cases = [
+        Case("equal rates λ = λ′ = 3", (3.0, 3.0)),
+        Case("λ = 2, λ′ = 5", (2.0, 5.0)),
+        Case("λ = 5, λ′ = 2", (5.0, 2.0)),
+        Case("λ = 0 (P is the point mass at 0), λ′ = 1.5", (0.0, 1.5), tag="zero-rate"),
+        Case("λ = λ′ = 0", (0.0, 0.0), tag="zero-rate"),
+        Case("λ = 2, λ′ = 0 (Q is the point mass at 0)", (2.0, 0.0), tag="mismatch"),
+        Case("a large rate, λ = 400, λ′ = 380", (400.0, 380.0)),
+    ]
+    for i in range(6):
+        lam0, lam1 = np.exp(rng.uniform(-2.0, 3.0, size=2))
+        cases.append(Case(f"random case {i + 1}: λ = {lam0:.3f}, λ′ = {lam1:.3f}", (float(lam0), float(lam1))))
+    return cases
+
+
+def _poisson_without_rate_gap(lam0, lam1):
+    if lam0 == 0:
+        return 0.0
+    return math.inf if lam1 == 0 else lam0 * math.log(lam0 / lam1)
+
+
+def _diagnose_poisson(j: Judged) -> Verdict | None:
+    """NaN at λ = 0 (0 log 0) and a clipped rate instead of inf."""
+    for _, got, _ in j.output("zero-rate"):
+        if not isinstance(got, str) and np.isnan(got).any():
+            return Verdict(False, "Your kl_pois returns NaN when λ = 0: the term λ·log(λ/λ′) is 0 there "
+                           "(0·log 0 = 0), and the divergence is just λ′.", WRONG, "zero-rate-nan")
+    for _, got, _ in j.output("mismatch"):
+        if not isinstance(got, str) and got.size == 1 and np.isfinite(got).all():
+            return Verdict(False, "Your kl_pois returns a finite number when λ′ = 0 < λ. Then Q gives probability 0 to "
+                           "every k ≥ 1, which P produces: the divergence is +inf. Replacing λ′ = 0 by a small ε "
+                           "hides it and makes the value depend on the ε you picked.", WRONG, "clipped-rate")
+    return None
+
+
+register(
+    "gaussians.kl-poisson",
+    title="Implement kl_pois(lam0, lam1) with its edge cases",
+    kind="function",
+    checker=function(
+        kl_poisson,
+        kl_poisson_cases,
+        name="kl_pois",
+        misconceptions=[
+            swapped(lambda lam0, lam1: kl_poisson(lam1, lam0)),
+            Misconception("forgot-constant", _poisson_without_rate_gap,
+                          "Only λ·log(λ/λ′): the terms −λ + λ′ (from the log-partition function A(θ) = e^θ) are "
+                          "part of the divergence."),
+            *unit_misconceptions(kl_poisson, "nats"),
+        ],
+        diagnose=_diagnose_poisson,
+    ),
+)
+
+
+# --------------------------------------------------------------------------- hints of the exercises above
+# (kept here rather than in klcourse/exercises/hints.py while that file is being edited for other chapters;
+# setdefault: an entry written there later takes precedence)
+for _id, _hints in {
+    "gaussians.poisson-by-hand": (
+        "Use the closed form of the section on exponential families: D(Poisson(λ) ‖ Poisson(λ′)) = "
+        "λ·log(λ/λ′) − λ + λ′, with λ the rate of the first argument, under which the expectation is taken.",
+        "The −λ + λ′ comes from the log-partition function A(θ) = e^θ: it is not optional, and natural logs "
+        "give nats.",
+        "Evaluate it with math.log, then compare with a direct sum over k of p(k)·log(p(k)/q(k)) using "
+        "scipy.stats.poisson.pmf for k up to 60.",
+    ),
+    "gaussians.gamma-waiting": (
+        "The gamma closed form of this chapter uses shape α and rate β (mean α/β); the first distribution is "
+        "the one with shape 3 and rate 2.",
+        "You need log Γ and the digamma function ψ: scipy.special.gammaln and scipy.special.digamma.",
+        "To check by quadrature, build scipy.stats.gamma(a, scale=1 / rate) for each model (scipy takes the "
+        "scale) and integrate p(x)·log(p(x)/q(x)) over x > 0 with scipy.integrate.quad.",
+    ),
+    "gaussians.kl-poisson": (
+        "Start from the closed form λ·log(λ/λ′) − λ + λ′ and decide what each edge case means: a rate of 0 is "
+        "the point mass at k = 0.",
+        "At λ = 0 the term λ·log(λ/λ′) is 0 (0·log 0 = 0), so the divergence is λ′; at λ′ = 0 < λ, Q rules out "
+        "every k ≥ 1 that P produces, so return math.inf — do not replace λ′ by a small ε.",
+        "Handle λ = 0 first (return lam1), then λ′ = 0 (return math.inf), and otherwise return "
+        "lam0 * math.log(lam0 / lam1) - lam0 + lam1.",
+    ),
+}.items():
+    HINTS.setdefault(_id, _hints)
