@@ -46,6 +46,7 @@ __all__ = [
     "DistillRun",
     "TinyLM",
     "TrainRun",
+    "all_preference_pairs",
     "all_sequences",
     "autograd_loss_gradient",
     "chain_rule_kl",
@@ -266,21 +267,40 @@ class TinyLM:
         return rng.choice(p.size, size=int(n), p=p / p.sum())
 
     # ---- scores
-    def token_scores(self) -> np.ndarray:
-        """``grad_theta log pi(x_t | x_<t)``, shape ``(n_seq, length, n_params)`` (logits flattened)."""
-        n_seq, length = self.sequences().shape
-        v = self.vocab_size
-        cond = np.exp(self.conditionals())  # (n, T, V)
-        local = -cond
-        local[np.arange(n_seq)[:, None], np.arange(length)[None, :], self.sequences()] += 1.0
-        out = np.zeros((n_seq, length, self.logits.shape[0], v))
-        ctx = self.contexts()
-        out[np.arange(n_seq)[:, None], np.arange(length)[None, :], ctx] = local
-        return out.reshape(n_seq, length, -1)
+    def token_scores(self, idx=None) -> np.ndarray:
+        """``grad_theta log pi(x_t | x_<t)``, shape ``(n_seq, length, n_params)`` (logits flattened).
 
-    def scores(self) -> np.ndarray:
-        """``grad_theta log pi(x)`` of every sequence, shape ``(n_seq, n_params)``."""
-        return self.token_scores().sum(axis=1)
+        ``idx`` (optional) selects sequences by index: then ``n_seq = len(idx)``.
+        """
+        seqs, ctx = self.sequences(), self.contexts()
+        if idx is not None:
+            seqs, ctx = seqs[idx], ctx[idx]
+        n, length = seqs.shape
+        v = self.vocab_size
+        local = -np.exp(_log_softmax(self.logits)[ctx])  # (n, T, V)
+        rows, cols = np.arange(n)[:, None], np.arange(length)[None, :]
+        local[rows, cols, seqs] += 1.0
+        out = np.zeros((n, length, self.logits.size))
+        for t in range(length):
+            for k in range(v):
+                out[np.arange(n), t, ctx[:, t] * v + k] = local[:, t, k]
+        return out
+
+    def scores(self, idx=None) -> np.ndarray:
+        """``grad_theta log pi(x)`` of every sequence (or of ``idx``), shape ``(n_seq, n_params)``."""
+        seqs, ctx = self.sequences(), self.contexts()
+        if idx is not None:
+            seqs, ctx = seqs[idx], ctx[idx]
+        n, length = seqs.shape
+        v = self.vocab_size
+        local = -np.exp(_log_softmax(self.logits)[ctx])
+        local[np.arange(n)[:, None], np.arange(length)[None, :], seqs] += 1.0
+        out = np.zeros((n, self.logits.size))
+        rows = np.arange(n)
+        for t in range(length):
+            for k in range(v):
+                out[rows, ctx[:, t] * v + k] += local[:, t, k]
+        return out
 
 
 def _same_space(*models: TinyLM) -> None:
@@ -682,7 +702,7 @@ def train_policy(ref: TinyLM, reward, beta: float, method: str = "reward-k1", *,
     for step in range(1, n_steps + 1):
         idx = policy.sample(batch_size, rng)
         tok_lp = policy.token_log_probs()[idx]
-        tok_sc = policy.token_scores()[idx]  # (B, T, P)
+        tok_sc = policy.token_scores(idx)  # (B, T, P)
         lr_tok = ref_tok[idx] - tok_lp  # log pi_ref - log pi per token
         approx, inner = np.nan, 1
         if method == "reward-k1" or method.startswith("loss-"):
@@ -712,7 +732,7 @@ def train_policy(ref: TinyLM, reward, beta: float, method: str = "reward-k1", *,
             inner = 0
             for _ in range(n_epochs):
                 new_lp = policy.token_log_probs()[idx]
-                sc = policy.token_scores()[idx]
+                sc = policy.token_scores(idx)
                 log_rho = new_lp - old_lp
                 rho = np.exp(log_rho)
                 approx = float(np.mean(np.expm1(-log_rho) + log_rho))  # k3 of D(pi_old || pi)
@@ -770,31 +790,59 @@ def _log_sigmoid(z):
     return -np.logaddexp(0.0, -z)
 
 
-def dpo_loss(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float) -> float:
-    """The DPO loss ``-mean log sigmoid(beta [log pi/pi_ref (y_w) - log pi/pi_ref (y_l)])`` (Rafailov 2023)."""
+def _pairs(policy, ref, chosen, rejected, weights):
     _same_space(policy, ref)
-    beta = _check_beta(beta)
     chosen, rejected = np.asarray(chosen), np.asarray(rejected)
     if chosen.shape != rejected.shape or chosen.ndim != 1 or chosen.size == 0:
         raise ValueError("chosen and rejected must be 1-d index arrays of the same, non-zero length")
+    n = policy.sequences().shape[0]
+    for name, a in (("chosen", chosen), ("rejected", rejected)):
+        if not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n:
+            raise ValueError(f"{name} must hold sequence indices from 0 to {n - 1}")
+    if weights is None:
+        weights = np.full(chosen.size, 1.0 / chosen.size)
+    else:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != chosen.shape or np.any(weights < 0) or not weights.sum() > 0:
+            raise ValueError("weights must be non-negative, one per pair, and not all zero")
+        weights = weights / weights.sum()
+    return chosen, rejected, weights
+
+
+def dpo_loss(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float, weights=None) -> float:
+    """The DPO loss ``-mean log sigmoid(beta [log pi/pi_ref (y_w) - log pi/pi_ref (y_l)])`` (Rafailov 2023).
+
+    Parameters
+    ----------
+    policy, ref : TinyLM
+    chosen, rejected : array_like of int
+        Sequence indices of the preferred and the other response of each pair.
+    beta : float
+    weights : array_like, optional
+        A weight per pair (normalised to sum 1): a weighted mean instead of the plain one.
+    """
+    beta = _check_beta(beta)
+    chosen, rejected, weights = _pairs(policy, ref, chosen, rejected, weights)
     h = policy.log_probs() - ref.log_probs()
-    return float(-np.mean(_log_sigmoid(beta * (h[chosen] - h[rejected]))))
+    return float(-weights @ _log_sigmoid(beta * (h[chosen] - h[rejected])))
 
 
-def dpo_gradient(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float) -> np.ndarray:
+def dpo_gradient(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float, weights=None) -> np.ndarray:
     """Gradient of :func:`dpo_loss` w.r.t. the policy's logits (flattened)."""
     beta = _check_beta(beta)
-    chosen, rejected = np.asarray(chosen), np.asarray(rejected)
+    chosen, rejected, weights = _pairs(policy, ref, chosen, rejected, weights)
     h = policy.log_probs() - ref.log_probs()
     z = beta * (h[chosen] - h[rejected])
-    weight = 1 / (1 + np.exp(z))  # sigmoid(-z): large when the pair is ranked wrongly
-    sc = policy.scores()
-    return -beta * np.mean(weight[:, None] * (sc[chosen] - sc[rejected]), axis=0)
+    coef = weights / (1 + np.exp(z))  # sigmoid(-z): large when the pair is ranked wrongly
+    per_seq = np.bincount(chosen, coef, minlength=h.size) - np.bincount(rejected, coef, minlength=h.size)
+    return -beta * (per_seq @ policy.scores())
 
 
-def train_dpo(ref: TinyLM, chosen, rejected, beta: float, *, n_steps: int = 300,
+def train_dpo(ref: TinyLM, chosen, rejected, beta: float, *, weights=None, n_steps: int = 300,
               lr: float = 0.05) -> tuple[TinyLM, np.ndarray]:
     """Minimise :func:`dpo_loss` over a ``"prefix"`` policy started at ``pi_ref`` (full batch, Adam).
+
+    Repeated pairs are merged into one weighted pair first (the same loss, computed faster).
 
     Returns
     -------
@@ -803,12 +851,34 @@ def train_dpo(ref: TinyLM, chosen, rejected, beta: float, *, n_steps: int = 300,
     """
     n_steps = _positive_int("n_steps", n_steps)
     policy = ref.as_prefix()
+    chosen, rejected, weights = _pairs(policy, ref, chosen, rejected, weights)
+    n = policy.sequences().shape[0]
+    keys, inverse = np.unique(chosen * n + rejected, return_inverse=True)
+    weights = np.bincount(inverse.ravel(), weights)
+    chosen, rejected = keys // n, keys % n
     opt = _Adam(policy.logits.size, lr=lr)
-    losses = [dpo_loss(policy, ref, chosen, rejected, beta)]
+    losses = [dpo_loss(policy, ref, chosen, rejected, beta, weights)]
     for _ in range(n_steps):
-        opt.step(policy.logits.reshape(-1), dpo_gradient(policy, ref, chosen, rejected, beta))
-        losses.append(dpo_loss(policy, ref, chosen, rejected, beta))
+        opt.step(policy.logits.reshape(-1), dpo_gradient(policy, ref, chosen, rejected, beta, weights))
+        losses.append(dpo_loss(policy, ref, chosen, rejected, beta, weights))
     return policy, np.array(losses)
+
+
+def all_preference_pairs(ref: TinyLM, reward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ordered pair with its probability under ``pi_ref x pi_ref`` and the Bradley-Terry model.
+
+    Returns ``chosen, rejected, weights``: the population version of :func:`preference_pairs`, whose DPO
+    minimiser is the KL-regularised optimum.
+    """
+    n = ref.sequences().shape[0]
+    reward = _check_reward(reward, n)
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    keep = i != j
+    i, j = i[keep], j[keep]
+    p = ref.probs()
+    weights = p[i] * p[j] / (1 + np.exp(-(reward[i] - reward[j])))
+    return i, j, weights
 
 
 # --------------------------------------------------------------------------- distillation
@@ -853,11 +923,11 @@ def distil(teacher: TinyLM, kind: str = "position", direction: str = "forward", 
                 grad = w @ student.scores()
         elif direction == "forward":
             idx = teacher.sample(batch_size, rng)
-            grad = -student.scores()[idx].mean(axis=0)
+            grad = -student.scores(idx).mean(axis=0)
         else:
             idx = student.sample(batch_size, rng)
             gap = (student.log_probs() - teacher.log_probs())[idx]
-            grad = ((gap - gap.mean())[:, None] * student.scores()[idx]).mean(axis=0)
+            grad = ((gap - gap.mean())[:, None] * student.scores(idx)).mean(axis=0)
         opt.step(student.logits.reshape(-1), grad)
         fwd.append(sequence_kl(teacher, student))
         rev.append(sequence_kl(student, teacher))

@@ -207,6 +207,7 @@ CHAPTERS = (
     "em",
     "distillation",
     "estimation",
+    "posttraining",
 )
 
 
