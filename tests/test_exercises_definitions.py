@@ -19,7 +19,8 @@ from klcourse.exercises.core import CORRECT, INVALID, KINDS, NOT_ANSWERED
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "01_definitions.ipynb"
 IDS = {"definitions.kl-in-bits", "definitions.implement-kl", "definitions.predict-symmetry",
-       "definitions.predict-zero", "definitions.triangle", "definitions.gibbs-figure", "definitions.excess-bits"}
+       "definitions.predict-zero", "definitions.triangle", "definitions.gibbs-figure", "definitions.excess-bits",
+       "definitions.mixture-hedge", "definitions.atom", "definitions.stein-exponent", "definitions.sanov-exponent"}
 
 
 def scipy_kl(p, q, base=None):
@@ -277,6 +278,15 @@ def test_statements_state_the_registered_data():
     assert "P = (1/2, 1/4, 1/8, 1/8)" in excess and f"{ex.N_LETTERS:,}" in excess
     for letter, word in zip("ABCD", ex.CODEWORDS, strict=True):
         assert f"{letter} = `{word}`" in excess
+    hedge = _statement("definitions-mixture-hedge")
+    for name, values in (("P", ex.HEDGE_P), ("Q_1", ex.HEDGE_Q1), ("Q_2", ex.HEDGE_Q2)):
+        assert f"{name} = {_stated(values)}" in hedge
+    atom = _statement("definitions-atom")
+    assert f"P = {ex.ATOM_WEIGHT:g}\\,\\delta_0 + {1 - ex.ATOM_WEIGHT:g}\\,\\mathcal N(0, 1)" in atom
+    stein = _statement("definitions-stein-exponent")
+    assert f"P = \\mathrm{{Bern}}({ex.STEIN_P:g})" in stein and f"Q = \\mathrm{{Bern}}({ex.STEIN_Q:g})" in stein
+    sanov = _statement("definitions-sanov-exponent")
+    assert f"probability {ex.SANOV_P:g} of heads" in sanov and f"at least {ex.SANOV_T:g}" in sanov
 
 
 # --------------------------------------------------------------------------- feedback fairness (issue 9)
@@ -307,3 +317,103 @@ def test_unnormalised_vectors_get_advice_the_reader_can_use(exercise_id, answer)
     assert fb.status == INVALID
     assert "normalize" not in fb.message and "axis" not in fb.message, fb.message
     assert "divide it by its sum" in fb.message
+
+
+# --------------------------------------------------------------------------- mixture-hedge (issue 13, item 1)
+def test_mixture_hedge_accepts_scipy_route_and_names_misconceptions():
+    p, q1, q2 = (np.asarray(v, float) for v in (ex.HEDGE_P, ex.HEDGE_Q1, ex.HEDGE_Q2))
+    mixture = (q1 + q2) / 2
+    right = scipy_kl(p, mixture)
+    average = (scipy_kl(p, q1) + scipy_kl(p, q2)) / 2
+    assert right < average  # convexity, strictly here
+    assert evaluate("definitions.mixture-hedge", right).status == CORRECT
+    assert evaluate("definitions.mixture-hedge", float(f"{right:.3g}")).passed
+    assert_misconception("definitions.mixture-hedge", average, "average-of-divergences")
+    assert_misconception("definitions.mixture-hedge", scipy_kl(mixture, p), "swapped")
+    assert_misconception("definitions.mixture-hedge", scipy_kl(p, mixture, base=2), "bits")
+    assert_misconception("definitions.mixture-hedge", scipy_kl(p, mixture, base=10), "log10")
+    assert "never negative" in evaluate("definitions.mixture-hedge", -right).message
+    other = evaluate("definitions.mixture-hedge", 1.7 * right)
+    assert not other.passed and other.misconception is None and f"{right:.3f}" not in other.message
+
+
+# --------------------------------------------------------------------------- atom (issue 13, item 2)
+def atom_by_smoothing(s):
+    """P_s = w N(0, s^2) + (1 - w) N(0, 1) replaces the atom by a narrow Gaussian: (D(P_s||Q), D(Q||P_s)) by
+    quadrature, with Q = N(0, 1)."""
+    from scipy import integrate
+
+    w = ex.ATOM_WEIGHT
+
+    def log_p(x):
+        return np.logaddexp(np.log(w) + stats.norm.logpdf(x, 0, s), np.log1p(-w) + stats.norm.logpdf(x))
+
+    def forward_integrand(x):
+        return math.exp(log_p(x)) * (log_p(x) - stats.norm.logpdf(x))
+
+    def reverse_integrand(x):
+        return stats.norm.pdf(x) * (stats.norm.logpdf(x) - log_p(x))
+
+    points = [-10 * s, 0.0, 10 * s]
+    forward = sum(integrate.quad(forward_integrand, a, b, limit=200)[0]
+                  for a, b in [(-40, points[0]), (points[0], points[2]), (points[2], 40)])
+    reverse = sum(integrate.quad(reverse_integrand, a, b, limit=200)[0]
+                  for a, b in [(-40, points[0]), (points[0], points[2]), (points[2], 40)])
+    return forward, reverse
+
+
+def test_atom_expected_values_by_smoothing_the_point_mass():
+    forwards, reverses = zip(*(atom_by_smoothing(s) for s in (1e-3, 1e-5, 1e-7)), strict=True)
+    # D(P_s || Q) grows without bound, by w ln 100 per factor 100 in s; D(Q || P_s) converges to a finite limit
+    assert np.all(np.diff(forwards) > 0.9 * ex.ATOM_WEIGHT * math.log(100))
+    limit = reverses[-1]
+    steps = np.abs(np.diff(reverses))
+    assert steps[1] < steps[0] / 10 and steps[1] < 1e-3
+    assert evaluate("definitions.atom", [math.inf, limit]).status == CORRECT
+    assert evaluate("definitions.atom", np.array([np.inf, limit])).passed
+
+
+def test_atom_names_misconceptions_and_rejects_shapes():
+    limit = atom_by_smoothing(1e-7)[1]
+    assert_misconception("definitions.atom", [limit, math.inf], "swapped")
+    assert_misconception("definitions.atom", [limit, limit], "forgot-absolute-continuity")
+    assert_misconception("definitions.atom", [math.inf, math.inf], "both-infinite")
+    assert_misconception("definitions.atom", [math.inf, limit / math.log(2)], "bits")
+    finite = evaluate("definitions.atom", [3.0, limit])
+    assert not finite.passed and "should be infinite" in finite.message
+    assert evaluate("definitions.atom", math.inf).status == INVALID
+    assert evaluate("definitions.atom", [math.inf, limit, 0.0]).status == INVALID
+
+
+# --------------------------------------------------------------------------- stein-exponent (issue 13, item 3)
+def test_stein_exponent_by_exact_binomial_tests():
+    p, q = ex.STEIN_P, ex.STEIN_Q
+    d_pq = scipy_kl([1 - p, p], [1 - q, q])
+    d_qp = scipy_kl([1 - q, q], [1 - p, p])
+    # the exponent of beta_n for the non-randomised test "accept P when the count of ones <= c_n", c_n chosen so
+    # that P(reject P) <= 1%: scipy's binomial, independently of klcourse.hypothesis
+    rates = []
+    for n in (300, 1200):
+        c = int(stats.binom.ppf(0.99, n, p))
+        rates.append(-stats.binom.logcdf(c, n, q) / n)
+    assert rates[0] < rates[1] < d_pq < d_qp and d_pq - rates[1] < 0.06 < d_qp - rates[1]
+    assert evaluate("definitions.stein-exponent", d_pq).status == CORRECT
+    assert_misconception("definitions.stein-exponent", d_qp, "swapped")
+    assert "D(P‖Q)" in evaluate("definitions.stein-exponent", d_qp).message
+    assert_misconception("definitions.stein-exponent", d_pq / math.log(2), "bits")
+    assert_misconception("definitions.stein-exponent", d_pq / math.log(10), "log10")
+    assert "positive" in evaluate("definitions.stein-exponent", -d_pq).message
+
+
+# --------------------------------------------------------------------------- sanov-exponent (issue 13, item 3)
+def test_sanov_exponent_by_exact_binomial_tails():
+    p, t = ex.SANOV_P, ex.SANOV_T
+    d_tp = scipy_kl([1 - t, t], [1 - p, p])
+    for n in (10, 100, 1000, 3000):
+        log_tail = math.log(stats.binom.sf(math.ceil(n * t) - 1, n, p))
+        assert -2 * math.log(n + 1) <= log_tail + n * d_tp <= 0  # Sanov's bounds for a coin
+    assert evaluate("definitions.sanov-exponent", d_tp).status == CORRECT
+    assert_misconception("definitions.sanov-exponent", scipy_kl([1 - p, p], [1 - t, t]), "swapped")
+    assert_misconception("definitions.sanov-exponent", (t - p) ** 2 / (2 * p * (1 - p)), "gaussian-approximation")
+    assert_misconception("definitions.sanov-exponent", d_tp / math.log(2), "bits")
+    assert "positive" in evaluate("definitions.sanov-exponent", -d_tp).message

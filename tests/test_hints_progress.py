@@ -27,7 +27,7 @@ def fresh_state(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------- hints
 def test_every_exercise_has_two_or_three_hints():
     ids = [e.id for e in EXERCISES]
-    assert len(ids) == 57
+    assert len(ids) == 70
     assert set(hints_module.HINTS) == set(ids), set(hints_module.HINTS) ^ set(ids)
     for eid in ids:
         hints = hints_module.HINTS[eid]
@@ -127,7 +127,7 @@ def test_check_keeps_a_record_and_progress_shows_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert report.passed == ["definitions.predict-symmetry"]
     assert f"1 of {len(EXERCISES)} exercises passed" in out and str(path) in out
-    assert "1. definitions: 1/7" in out and "3. gaussians: 0/7" in out
+    assert "1. definitions: 1/11" in out and "3. gaussians: 0/7" in out
     assert "✅ definitions.predict-symmetry" in out and "❌ gaussians.kl-by-hand" in out
     assert "· definitions.predict-zero" in out
     assert "<details>" in report._repr_html_()
@@ -194,7 +194,7 @@ def test_cli_progress_and_reset(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["progress", "--chapter", "definitions"]) == 0
     out = capsys.readouterr().out
-    assert "1 of 7 exercises passed" in out and "✅ definitions.predict-symmetry" in out
+    assert "1 of 11 exercises passed" in out and "✅ definitions.predict-symmetry" in out
     assert cli.main(["progress", "--reset"]) == 0
     out = capsys.readouterr().out
     assert "deleted" in out and f"0 of {len(EXERCISES)} exercises passed" in out

@@ -6,7 +6,8 @@ checks that the notebook states the same numbers.
 
 References
 ----------
-Cover, T. M. & Thomas, J. A. (2006). *Elements of Information Theory*, 2nd ed., Wiley, ch. 2 and 5.
+Cover, T. M. & Thomas, J. A. (2006). *Elements of Information Theory*, 2nd ed., Wiley, ch. 2 and 5 (convexity,
+coding) and 11 (method of types, Sanov's theorem, Stein's lemma).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from klcourse.exercises.checkers import (
     Case,
     Judged,
     Misconception,
+    array,
     choice,
     conditions,
     function,
@@ -29,6 +31,7 @@ from klcourse.exercises.checkers import (
     unit_misconceptions,
 )
 from klcourse.exercises.core import WRONG, Verdict, register
+from klcourse.hypothesis import bernoulli_kl, coin_tail_exponent
 
 # --------------------------------------------------------------------------- data stated in the notebook
 #: kl-in-bits: true weather climate P and a forecaster's model Q over (sun, cloud, rain)
@@ -240,5 +243,128 @@ def _excess_bits_checker():
 register("definitions.excess-bits", title="Extra bits of a code built for the wrong distribution", kind="number",
          checker=_excess_bits_checker())
 
-__all__ = ["CODEWORDS", "N_LETTERS", "SOURCE_P", "SYMMETRY_P", "SYMMETRY_Q", "WEATHER_P", "WEATHER_Q", "ZERO_P",
-           "ZERO_Q", "code_distribution"]
+# --------------------------------------------------------------------------- 8. mixing two models (convexity)
+#: mixture-hedge: the data P and two models; the hedge is the half-half mixture of the models
+HEDGE_P = (0.5, 0.3, 0.2)
+HEDGE_Q1 = (0.7, 0.2, 0.1)
+HEDGE_Q2 = (0.2, 0.3, 0.5)
+
+
+def hedge_mixture() -> np.ndarray:
+    """The model ½Q1 + ½Q2 of the mixture-hedge exercise."""
+    return 0.5 * np.asarray(HEDGE_Q1) + 0.5 * np.asarray(HEDGE_Q2)
+
+
+def _hedge_checker():
+    return number(
+        lambda: kl_divergence(HEDGE_P, hedge_mixture()),
+        sigfigs=3,
+        unit="nats",
+        negative=KL_NEVER_NEGATIVE,
+        misconceptions=[
+            Misconception("average-of-divergences",
+                          lambda: 0.5 * kl_divergence(HEDGE_P, HEDGE_Q1) + 0.5 * kl_divergence(HEDGE_P, HEDGE_Q2),
+                          "That is ½D(P‖Q1) + ½D(P‖Q2), the upper bound that convexity gives. The exercise asks for "
+                          "the divergence of the mixture itself: average the two models first, then take one "
+                          "divergence."),
+            swapped(lambda: kl_divergence(hedge_mixture(), HEDGE_P)),
+        ],
+    )
+
+
+register("definitions.mixture-hedge", title="Hedging between two models", kind="number",
+         checker=_hedge_checker())
+
+
+# --------------------------------------------------------------------------- 9. an atom against a density
+#: atom: P = ATOM_WEIGHT·δ_0 + (1 − ATOM_WEIGHT)·N(0, 1) against Q = N(0, 1); the answer is (D(P‖Q), D(Q‖P))
+ATOM_WEIGHT = 0.5
+
+
+def _atom_expected() -> np.ndarray:
+    # P has an atom that Q gives probability 0: P is not absolutely continuous with respect to Q.
+    # Q << P with dQ/dP = 1 / (1 - w) off the atom, so D(Q‖P) = E_Q[log dQ/dP] = -log(1 - w).
+    return np.array([np.inf, -np.log1p(-ATOM_WEIGHT)])
+
+
+def _atom_checker():
+    both_directions = -np.log1p(-ATOM_WEIGHT)
+    return array(
+        _atom_expected,
+        sigfigs=3,
+        unit="nats",
+        misconceptions=[
+            Misconception("swapped", lambda: _atom_expected()[::-1],
+                          "Those are the two divergences in the other order: the first entry is D(P‖Q), with P the "
+                          "distribution that has the atom."),
+            Misconception("forgot-absolute-continuity", np.array([both_directions, both_directions]),
+                          "D(P‖Q) is not finite here: P puts probability 1/2 on the single point 0, which Q gives "
+                          "probability 0, so P is not absolutely continuous with respect to Q and D(P‖Q) = inf."),
+            Misconception("both-infinite", np.array([np.inf, np.inf]),
+                          "D(Q‖P) is finite: every event that P gives probability 0 avoids the point 0 and so is "
+                          "also null for N(0, 1) — Q is absolutely continuous with respect to P. Compute dQ/dP "
+                          "away from 0."),
+        ],
+    )
+
+
+register("definitions.atom", title="A point mass against a density", kind="array", checker=_atom_checker())
+
+
+# --------------------------------------------------------------------------- 10. Stein's exponent
+#: stein-exponent: the hypothesis P whose false-alarm probability is held fixed, and the alternative Q (coins,
+#: probabilities of heads)
+STEIN_P = 0.05
+STEIN_Q = 0.5
+
+
+def _stein_checker():
+    return number(
+        lambda: bernoulli_kl(STEIN_P, STEIN_Q),
+        sigfigs=3,
+        unit="nats",
+        negative="An exponent of decay is positive: the error probability shrinks as n grows.",
+        misconceptions=[
+            Misconception("swapped", lambda: bernoulli_kl(STEIN_Q, STEIN_P),
+                          "That is D(Q‖P). In Stein's lemma the error that decays, Q(accept P), has the exponent "
+                          "D(P‖Q): the expectation is under P, the hypothesis whose error is held fixed."),
+        ],
+    )
+
+
+register("definitions.stein-exponent", title="The exponent in Stein's lemma", kind="number",
+         checker=_stein_checker())
+
+
+# --------------------------------------------------------------------------- 11. Sanov's exponent
+#: sanov-exponent: a coin with probability SANOV_P of heads; the rare event "at least SANOV_T of the tosses are
+#: heads"
+SANOV_P = 0.2
+SANOV_T = 0.5
+
+
+def _sanov_checker():
+    p, t = SANOV_P, SANOV_T
+    return number(
+        lambda: coin_tail_exponent(p, t),
+        sigfigs=3,
+        unit="nats",
+        negative="An exponent of decay is positive: the probability of the rare event shrinks as n grows.",
+        misconceptions=[
+            Misconception("swapped", lambda: bernoulli_kl(p, t),
+                          "That is D(Bern(p)‖Bern(t)), the divergence the other way round. In Sanov's theorem the "
+                          "true distribution is the second argument: D(T‖P), minimised over the rare types T."),
+            Misconception("gaussian-approximation", lambda: (t - p) ** 2 / (2 * p * (1 - p)),
+                          "That is the exponent of the Gaussian (central limit) approximation, (t − p)²/(2p(1 − p)). "
+                          "It is right only for thresholds close to p; far in the tail the exact exponent is a KL "
+                          "divergence."),
+        ],
+    )
+
+
+register("definitions.sanov-exponent", title="How rare is a run of luck? Sanov's exponent", kind="number",
+         checker=_sanov_checker())
+
+__all__ = ["ATOM_WEIGHT", "CODEWORDS", "HEDGE_P", "HEDGE_Q1", "HEDGE_Q2", "N_LETTERS", "SANOV_P", "SANOV_T",
+           "SOURCE_P", "STEIN_P", "STEIN_Q", "SYMMETRY_P", "SYMMETRY_Q", "WEATHER_P", "WEATHER_Q", "ZERO_P",
+           "ZERO_Q", "code_distribution", "hedge_mixture"]

@@ -69,6 +69,34 @@ HINTS: dict[str, tuple[str, ...]] = {
         "The excess per letter is Σ p(x)·(ℓ_used(x) − ℓ_best(x)) — the KL divergence in bits of Q(x) = "
         "2^(−ℓ_used(x)) from P. The question asks for the total: multiply by the number of letters encoded.",
     ),
+    "definitions.mixture-hedge": (
+        "The hedge is one model, M = ½Q1 + ½Q2: build its probability vector outcome by outcome first.",
+        "Then take a single divergence of M from P, with the expectation under P, in nats.",
+        "kl_divergence(p, 0.5 * q1 + 0.5 * q2). Compare it with the average of kl_divergence(p, q1) and "
+        "kl_divergence(p, q2): convexity says which is larger.",
+    ),
+    "definitions.atom": (
+        "Ask absolute continuity in each direction: is there an event that one distribution gives probability 0 "
+        "and the other does not? Look at the single point 0.",
+        "If P is not absolutely continuous with respect to Q, D(P‖Q) = inf (np.inf). In the other direction, "
+        "find the density ratio dQ/dP away from 0: P spreads only half of its mass like N(0, 1).",
+        "Off the point 0, P has density ½·φ(x) and Q has density φ(x), so dQ/dP = 2 there; D(Q‖P) is the "
+        "expectation under Q of the log of that ratio. Answer (D(P‖Q), D(Q‖P)).",
+    ),
+    "definitions.stein-exponent": (
+        "Stein's lemma: when the type-I error P(reject P) is held at a fixed level, the type-II error "
+        "Q(accept P) of the best test decays like exp(−n·D), for one of the two divergences between P and Q.",
+        "The expectation in the exponent is under the hypothesis whose error is held fixed, here P.",
+        "Compute D(Bern(0.3)‖Bern(0.6)) in nats: both outcomes, heads and tails, contribute a term.",
+    ),
+    "definitions.sanov-exponent": (
+        "Sanov's theorem: P(empirical distribution in a set E) decays like exp(−n·D*), with D* the smallest "
+        "D(T‖P) over the types T in E — the true distribution P is the second argument.",
+        "The set {frequency of heads ≥ 1/2} is convex and does not contain p = 0.2, so the minimum sits on its "
+        "edge, at T = Bern(1/2).",
+        "Compute D(Bern(0.5)‖Bern(0.2)) in nats; compare it with the Gaussian approximation "
+        "(t − p)²/(2p(1 − p)) to see how far apart they are this deep in the tail.",
+    ),
     # ------------------------------------------------------------------ 2. relatives
     "relatives.nll-offset": (
         "The average NLL is a cross-entropy between the data's conditional distribution of Y given X and "
