@@ -25,6 +25,10 @@ IDS = {
     "relatives.chain-rule-term",
     "relatives.dpi-predict",
     "relatives.reverse-pinsker",
+    "relatives.tv-bound",
+    "relatives.renyi-two",
+    "relatives.dv-bound",
+    "relatives.cmi-xor",
 }
 
 
@@ -329,3 +333,149 @@ def js_boxes():
     p, q = np.zeros(JS_WIDTH + JS_SHIFT), np.zeros(JS_WIDTH + JS_SHIFT)
     p[:JS_WIDTH], q[JS_SHIFT:] = 1 / JS_WIDTH, 1 / JS_WIDTH
     return p, q
+
+
+# --------------------------------------------------------------------------- issue 13: chapter 2 in depth
+def _tv_pair():
+    from klcourse.exercises.relatives import TV_BOUND_P, TV_BOUND_Q
+
+    return np.array(TV_BOUND_P), np.array(TV_BOUND_Q)
+
+
+def _tv_values():
+    """Every candidate answer of relatives.tv-bound, from scipy's rel_entr and the two formulas written out."""
+    p, q = _tv_pair()
+    kl, kl_rev = rel_entr(p, q).sum(), rel_entr(q, p).sum()
+    return {
+        "right": math.sqrt(1 - math.exp(-kl)),   # Bretagnolle–Huber: the smaller one at this KL
+        "pinsker": math.sqrt(kl / 2),
+        "trivial-one": 1.0,
+        "forgot-sqrt": 1 - math.exp(-kl),
+        "kl-in-bits": math.sqrt(1 - 2.0 ** (-kl / LN2 / LN2)),
+        "reversed": math.sqrt(1 - math.exp(-kl_rev)),
+        "tv-itself": 0.5 * np.abs(p - q).sum(),
+    }
+
+
+def test_tv_bound_accepts_bretagnolle_huber_which_beats_pinsker_here():
+    values = _tv_values()
+    assert values["right"] < values["pinsker"]   # the pair is in the regime the exercise is about
+    assert values["tv-itself"] <= values["right"]   # and the bound holds
+    assert evaluate("relatives.tv-bound", values["right"]).passed
+    assert evaluate("relatives.tv-bound", round(values["right"], 3)).passed
+
+
+@pytest.mark.parametrize("name", ["pinsker", "trivial-one", "forgot-sqrt", "kl-in-bits", "reversed", "tv-itself"])
+def test_tv_bound_names_misconceptions(name):
+    values = _tv_values()
+    feedback = evaluate("relatives.tv-bound", values[name])
+    assert not feedback.passed and feedback.misconception == name
+    assert f"{values['right']:.3f}" not in feedback.message
+
+
+def _renyi_values():
+    from klcourse.exercises.relatives import RENYI_P, RENYI_Q
+
+    p, q = np.array(RENYI_P), np.array(RENYI_Q)
+    chi2 = np.sum((p - q) ** 2 / q)
+    return {
+        "right": math.log(np.sum(p**2 / q)),
+        "chi2": chi2,
+        "forgot-log": 1 + chi2,
+        "kl": rel_entr(p, q).sum(),
+        "order-half": -2 * math.log(np.sum(np.sqrt(p * q))),
+        "swapped": math.log(np.sum(q**2 / p)),
+        "bits": math.log2(np.sum(p**2 / q)),
+    }
+
+
+def test_renyi_two_accepts_log_one_plus_chi2():
+    values = _renyi_values()
+    assert values["right"] == pytest.approx(math.log1p(values["chi2"]), rel=1e-14)
+    assert evaluate("relatives.renyi-two", values["right"]).passed
+    assert evaluate("relatives.renyi-two", round(values["right"], 3)).passed
+
+
+@pytest.mark.parametrize("name", ["chi2", "forgot-log", "kl", "order-half", "swapped", "bits"])
+def test_renyi_two_names_misconceptions(name):
+    feedback = evaluate("relatives.renyi-two", _renyi_values()[name])
+    assert not feedback.passed and feedback.misconception == name
+
+
+def test_renyi_two_negative_answer_gets_the_sentence():
+    feedback = evaluate("relatives.renyi-two", -0.3)
+    assert not feedback.passed and "never negative" in feedback.message
+
+
+def _dv_values():
+    """The problem data drawn as the statement says, and the candidate answers with scipy's logsumexp."""
+    from scipy.special import logsumexp
+
+    from klcourse.exercises.relatives import DV_CRITIC_A, DV_CRITIC_B, DV_N, DV_SEED
+
+    rng = np.random.default_rng(DV_SEED)
+    x, y = rng.normal(0.0, 1.0, DV_N), rng.normal(1.0, 1.0, DV_N)
+    t_p, t_q = DV_CRITIC_A + DV_CRITIC_B * x, DV_CRITIC_A + DV_CRITIC_B * y
+    lme = lambda t: logsumexp(t) - math.log(t.size)   # noqa: E731
+    return {
+        "right": t_p.mean() - lme(t_q),
+        "wrong-sample-set": t_p.mean() - lme(t_p),
+        "samples-swapped": t_q.mean() - lme(t_p),
+        "nwj": t_p.mean() - np.exp(t_q - 1).mean(),
+        "forgot-log": t_p.mean() - np.exp(t_q).mean(),
+        "mean-of-log": t_p.mean() - t_q.mean(),
+        "bits": (t_p.mean() - lme(t_q)) / LN2,
+    }
+
+
+def test_dv_bound_accepts_the_sample_bound_which_lies_below_the_kl():
+    values = _dv_values()
+    assert 0 < values["right"] < 0.5 + 0.1   # D(N(0, 1) ‖ N(1, 1)) = 1/2; the critic is log p/q
+    assert evaluate("relatives.dv-bound", values["right"]).passed
+
+
+@pytest.mark.parametrize("name", ["wrong-sample-set", "samples-swapped", "nwj", "forgot-log", "mean-of-log", "bits"])
+def test_dv_bound_names_misconceptions(name):
+    values = _dv_values()
+    feedback = evaluate("relatives.dv-bound", values[name])
+    assert not feedback.passed and feedback.misconception == name
+
+
+def test_dv_bound_with_p_samples_twice_is_never_positive():
+    """The fact the wrong-sample-set message states: E_P[T] − log E_P[e^T] ≤ 0 for every critic (Jensen)."""
+    rng = np.random.default_rng(8)
+    for _ in range(100):
+        t = rng.normal(0, 3, 20)
+        assert t.mean() - math.log(np.mean(np.exp(t))) <= 1e-12
+
+
+def _binary_entropy_bits(e):
+    return -e * math.log2(e) - (1 - e) * math.log2(1 - e)
+
+
+def test_cmi_xor_accepts_one_bit_minus_the_noise_entropy():
+    from klcourse.exercises.relatives import CMI_FLIP, noisy_xor_joint
+
+    right = 1 - _binary_entropy_bits(CMI_FLIP)   # H(Y | Z) − H(Y | X, Z)
+    joint = noisy_xor_joint()
+    h = lambda t: scipy_entropy(np.asarray(t).ravel(), base=2)   # noqa: E731
+    by_entropies = h(joint.sum(axis=1)) + h(joint.sum(axis=0)) - h(joint) - h(joint.sum(axis=(0, 1)))
+    assert by_entropies == pytest.approx(right, rel=1e-12)
+    assert evaluate("relatives.cmi-xor", right).passed
+    assert evaluate("relatives.cmi-xor", round(right, 3)).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "name"),
+    [
+        (lambda e: 0.0, "unconditional"),
+        (_binary_entropy_bits, "noise-entropy"),
+        (lambda e: 1.0, "one-bit"),
+        (lambda e: (1 - _binary_entropy_bits(e)) * LN2, "nats"),
+    ],
+)
+def test_cmi_xor_names_misconceptions(wrong, name):
+    from klcourse.exercises.relatives import CMI_FLIP
+
+    feedback = evaluate("relatives.cmi-xor", wrong(CMI_FLIP))
+    assert not feedback.passed and feedback.misconception == name

@@ -154,6 +154,36 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Use two outcomes: P puts a modest probability on the second one and Q almost none. Shrink Q's second "
         "entry until kl_divergence(p, q) is large enough, and check f_divergence(p, q, \"tv\") at the same time.",
     ),
+    "relatives.tv-bound": (
+        "Both inequalities bound TV(P, Q) by a function of D(P‖Q) alone: Pinsker by √(D/2), Bretagnolle–Huber by "
+        "√(1 − e^(−D)). Compute the KL first, in nats.",
+        "Evaluate both bounds at that KL; the better bound is the smaller number. Pinsker's grows without limit, "
+        "Bretagnolle–Huber's never exceeds 1.",
+        "kl = kl_divergence(P_tv, Q_tv); then min(pinsker_bound(kl), bretagnolle_huber_bound(kl)), or the two "
+        "formulas with np.sqrt and np.exp.",
+    ),
+    "relatives.renyi-two": (
+        "The Rényi divergence of order α is log(Σ p^α q^(1−α)) / (α − 1). Put α = 2.",
+        "At α = 2 the sum is Σ p²/q = 1 + χ²(P‖Q), and the prefactor 1/(α − 1) is 1: the answer is a logarithm.",
+        "np.log(np.sum(P_r**2 / Q_r)), and compare with renyi_divergence(P_r, Q_r, 2) and with np.log1p of "
+        "f_divergence(P_r, Q_r, \"chi2\").",
+    ),
+    "relatives.dv-bound": (
+        "The Donsker–Varadhan bound is E_P[T] − log E_Q[e^T]: the first expectation is under P, the second "
+        "under Q — each is a sample mean over its own sample.",
+        "t_p holds the critic at the samples from P, t_q at the samples from Q. Average t_p; for the second term "
+        "take the mean of np.exp(t_q) and then its logarithm.",
+        "np.mean(t_p) − np.log(np.mean(np.exp(t_q))), or dv_bound(t_p, t_q); scipy.special.logsumexp(t_q) − "
+        "np.log(len(t_q)) is a stable log-mean-exp.",
+    ),
+    "relatives.cmi-xor": (
+        "I(X; Y | Z) = H(Y | Z) − H(Y | X, Z): how much knowing X reduces the uncertainty about Y once Z is "
+        "known. The answer is in bits.",
+        "Given Z, Y is still a fair coin; given X and Z, the only uncertainty left is whether the flip N "
+        "happened.",
+        "Build the 2 × 2 × 2 table p(x, y, z) (each (x, y) has probability ¼, split between z = x xor y and its "
+        "complement) and call conditional_mutual_information(joint, base=2); check it against the entropies.",
+    ),
     # ------------------------------------------------------------------ 3. Gaussians
     "gaussians.kl-by-hand": (
         "Use the closed form D(N(μ₀, σ₀²) ‖ N(μ₁, σ₁²)) = log(σ₁/σ₀) + (σ₀² + (μ₀ − μ₁)²)/(2σ₁²) − ½, with "

@@ -361,3 +361,210 @@ register(
         f"{THRESHOLD_RTOL:g} for rounding).")),
 )
 
+
+
+# =========================================================================== issue 13: chapter 2 in depth
+#: ``relatives.tv-bound``: a pair with a large KL, where Bretagnolle–Huber beats Pinsker.
+TV_BOUND_P = (0.7, 0.2, 0.1)
+TV_BOUND_Q = (0.02, 0.18, 0.8)
+
+#: ``relatives.renyi-two``: the pair whose Rényi divergence of order 2 is asked for.
+RENYI_P = (0.5, 0.3, 0.2)
+RENYI_Q = (0.25, 0.25, 0.5)
+
+#: ``relatives.dv-bound``: samples x ~ P = N(0, 1) and y ~ Q = N(1, 1), both drawn from one generator seeded with
+#: DV_SEED (first the P sample, then the Q sample), and the critic T(x) = DV_CRITIC_A + DV_CRITIC_B·x.
+DV_SEED, DV_N = 2026, 500
+DV_CRITIC_A, DV_CRITIC_B = 0.5, -1.0
+
+#: ``relatives.cmi-xor``: X, Y independent fair bits, Z = X xor Y xor N with N ~ Bernoulli(CMI_FLIP).
+CMI_FLIP = 0.1
+
+
+# --------------------------------------------------------------------------- relatives.tv-bound
+def _tv_kl(reverse=False):
+    from klcourse import kl_divergence
+
+    p, q = np.array(TV_BOUND_P), np.array(TV_BOUND_Q)
+    return kl_divergence(q, p) if reverse else kl_divergence(p, q)
+
+
+def _tv_best_bound():
+    from klcourse.divergences import bretagnolle_huber_bound, pinsker_bound
+
+    kl = _tv_kl()
+    return min(bretagnolle_huber_bound(kl), pinsker_bound(kl))
+
+
+register(
+    "relatives.tv-bound",
+    title="The best upper bound on TV from the KL: Pinsker or Bretagnolle–Huber?",
+    kind="number",
+    checker=number(
+        _tv_best_bound,
+        sigfigs=3,
+        unit=None,
+        misconceptions=[
+            Misconception("pinsker", lambda: math.sqrt(_tv_kl() / 2),
+                          "That is Pinsker's bound √(D/2). At this KL (above about 1.59 nats) the "
+                          "Bretagnolle–Huber bound √(1 − e^(−D)) is the smaller, hence better, one — Pinsker's "
+                          "value is even above 1, which says nothing about a TV."),
+            Misconception("trivial-one", 1.0,
+                          "1 is the bound every TV satisfies (Pinsker's bound capped at 1). The exercise asks for "
+                          "the smaller of the two bounds computed from the KL."),
+            Misconception("forgot-sqrt", lambda: -math.expm1(-_tv_kl()),
+                          "You left out the square root: Bretagnolle–Huber bounds TV by √(1 − e^(−D)), not by "
+                          "1 − e^(−D)."),
+            Misconception("kl-in-bits", lambda: math.sqrt(-math.expm1(-_tv_kl() / math.log(2))),
+                          "You used the KL in bits. Both bounds need D(P‖Q) in nats (natural log)."),
+            Misconception("reversed", lambda: math.sqrt(-math.expm1(-_tv_kl(reverse=True))),
+                          "You used D(Q‖P), the KL with the arguments swapped. TV is symmetric, so either KL gives "
+                          "a valid bound, but the exercise asks for the one from D(P‖Q)."),
+            Misconception("tv-itself", lambda: 0.5 * float(np.abs(np.array(TV_BOUND_P) - TV_BOUND_Q).sum()),
+                          "That is the total variation itself. The exercise asks for the bound a reader who knows "
+                          "only the KL can give."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- relatives.renyi-two
+def _renyi(alpha, reverse=False):
+    from klcourse.divergences import renyi_divergence
+
+    p, q = np.array(RENYI_P), np.array(RENYI_Q)
+    return renyi_divergence(q, p, alpha) if reverse else renyi_divergence(p, q, alpha)
+
+
+def _renyi_chi2():
+    p, q = np.array(RENYI_P), np.array(RENYI_Q)
+    return float(np.sum((p - q) ** 2 / q))
+
+
+register(
+    "relatives.renyi-two",
+    title="The Rényi divergence of order 2",
+    kind="number",
+    checker=number(
+        lambda: _renyi(2.0),
+        sigfigs=3,
+        unit="nats",
+        negative="A Rényi divergence of positive order is never negative: Σ p²/q ≥ 1 (Cauchy–Schwarz), so its "
+                 "log is ≥ 0. Check that you divide by q, not by p.",
+        misconceptions=[
+            Misconception("chi2", _renyi_chi2,
+                          "That is χ²(P‖Q) itself. The Rényi divergence of order 2 is the logarithm of 1 + χ²: "
+                          "D₂ = log(1 + χ²), which is smaller."),
+            Misconception("forgot-log", lambda: 1.0 + _renyi_chi2(),
+                          "That is the sum Σ p²/q = 1 + χ² before the logarithm: D₂ = log Σ p²/q."),
+            Misconception("kl", lambda: _renyi(1.0),
+                          "That is the KL divergence, the order α = 1. Order 2 weighs the likelihood ratio more "
+                          "heavily and is larger."),
+            Misconception("order-half", lambda: _renyi(0.5),
+                          "That is the order ½, −2 log Σ √(pq). Order 2 uses Σ p²/q."),
+            Misconception("swapped", lambda: _renyi(2.0, reverse=True),
+                          "That is D₂(Q‖P), with the arguments swapped: D₂(P‖Q) = log Σ p²/q divides by q."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- relatives.dv-bound
+def dv_exercise_data() -> tuple[np.ndarray, np.ndarray]:
+    """The critic's values (T(x) for x ~ P, T(y) for y ~ Q) of ``relatives.dv-bound``."""
+    rng = np.random.default_rng(DV_SEED)
+    x_p = rng.normal(0.0, 1.0, DV_N)
+    x_q = rng.normal(1.0, 1.0, DV_N)
+    return DV_CRITIC_A + DV_CRITIC_B * x_p, DV_CRITIC_A + DV_CRITIC_B * x_q
+
+
+def _log_mean_exp(t):
+    top = float(np.max(t))
+    return top + math.log(float(np.mean(np.exp(t - top))))
+
+
+def _dv_variant(name):
+    t_p, t_q = dv_exercise_data()
+    return {
+        "right": float(np.mean(t_p)) - _log_mean_exp(t_q),
+        "wrong-sample-set": float(np.mean(t_p)) - _log_mean_exp(t_p),
+        "samples-swapped": float(np.mean(t_q)) - _log_mean_exp(t_p),
+        "nwj": float(np.mean(t_p) - np.mean(np.exp(t_q - 1.0))),
+        "forgot-log": float(np.mean(t_p) - np.mean(np.exp(t_q))),
+        "mean-of-log": float(np.mean(t_p) - np.mean(t_q)),
+    }[name]
+
+
+register(
+    "relatives.dv-bound",
+    title="Evaluate the Donsker–Varadhan bound from samples",
+    kind="number",
+    checker=number(
+        lambda: _dv_variant("right"),
+        unit="nats",
+        misconceptions=[
+            Misconception("wrong-sample-set", lambda: _dv_variant("wrong-sample-set"),
+                          "You took both expectations over the samples from P. The second term, log E[e^T], is "
+                          "an expectation under Q: use the critic's values on the samples from Q there (with P in "
+                          "both places, Jensen's inequality makes the result ≤ 0 for every critic)."),
+            Misconception("samples-swapped", lambda: _dv_variant("samples-swapped"),
+                          "You swapped the two sample sets: E[T] is under P (the first argument of D(P‖Q)), "
+                          "log E[e^T] under Q."),
+            Misconception("nwj", lambda: _dv_variant("nwj"),
+                          "That is the NWJ bound E_P[T] − E_Q[e^(T−1)], another valid lower bound — the "
+                          "exercise asks for the Donsker–Varadhan one, E_P[T] − log E_Q[e^T]."),
+            Misconception("forgot-log", lambda: _dv_variant("forgot-log"),
+                          "You subtracted the mean of e^T itself; the Donsker–Varadhan bound subtracts its "
+                          "logarithm, log E_Q[e^T]."),
+            Misconception("mean-of-log", lambda: _dv_variant("mean-of-log"),
+                          "You subtracted E_Q[T], the mean of the critic — the log and the mean of e^T are not "
+                          "interchangeable (log E[e^T] ≥ E[T] by Jensen). Compute log of the mean of e^T."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- relatives.cmi-xor
+def noisy_xor_joint() -> np.ndarray:
+    """The joint table p(x, y, z) of ``relatives.cmi-xor`` (axes x, y, z)."""
+    joint = np.zeros((2, 2, 2))
+    for x in range(2):
+        for y in range(2):
+            joint[x, y, x ^ y] += 0.25 * (1 - CMI_FLIP)
+            joint[x, y, 1 - (x ^ y)] += 0.25 * CMI_FLIP
+    return joint
+
+
+def _cmi_bits():
+    from klcourse.divergences import conditional_mutual_information
+
+    return conditional_mutual_information(noisy_xor_joint(), base=2)
+
+
+def _noise_entropy_bits():
+    from klcourse import entropy
+
+    return entropy([CMI_FLIP, 1 - CMI_FLIP], base=2)
+
+
+register(
+    "relatives.cmi-xor",
+    title="Conditioning can create dependence: I(X; Y | Z) for a noisy XOR, in bits",
+    kind="number",
+    checker=number(
+        _cmi_bits,
+        sigfigs=3,
+        unit="bits",
+        misconceptions=[
+            Misconception("unconditional", 0.0,
+                          "That is I(X; Y) (and also I(X; Z)): X and Y are independent, but once Z is known, "
+                          "X tells you a lot about Y. The question asks for I(X; Y | Z)."),
+            Misconception("noise-entropy", _noise_entropy_bits,
+                          "That is H(N), the entropy of the flip — what is left unknown about Y once X and Z are "
+                          "known, H(Y | X, Z). The conditional mutual information is H(Y | Z) − H(Y | X, Z)."),
+            Misconception("one-bit", 1.0,
+                          "One bit would be the noiseless XOR. With flips Z no longer determines Y from X: "
+                          "subtract H(Y | X, Z)."),
+        ],
+    ),
+)
