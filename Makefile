@@ -80,8 +80,11 @@ book-student: $(STAMP) chromium
 	@echo "Open $(CURDIR)/_build/student-book/_build/html/index.html in a browser."
 
 # JupyterLab refuses to start for root unless told: learners in a container or a cloud VM usually are root.
+# Offline: no news feed, no update check, no PyPI extension listing (tests/site/test_jupyterlab.py uses the same).
+LAB_OFFLINE := --LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	--LabApp.extension_manager=readonly
 lab: $(STAMP)
-	$(BIN)/jupyter lab book/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(BIN)/jupyter lab book/ $(LAB_OFFLINE) $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 lint: $(STAMP)
 	$(BIN)/ruff check klcourse tests benchmarks

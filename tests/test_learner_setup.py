@@ -166,6 +166,43 @@ def test_setup_cell_reports_a_failed_install(tmp_path):
     assert "Installing x" in done.stdout and "RuntimeError: pip could not install them" in done.stderr
 
 
+def _pins(path: Path) -> dict:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_binder_installs_only_the_runtime_at_the_book_versions():
+    """binder/ (read by Binder instead of the root) holds what a learner's session runs, pinned as in the root
+    requirements.txt; postBuild installs klcourse from the checkout."""
+    binder, root = _pins(ROOT / "binder" / "requirements.txt"), _pins(ROOT / "requirements.txt")
+    runtime = {"torch", "numpy", "scipy", "matplotlib", "scikit-learn", "mpmath", "myst-nb", "jupyterlab",
+               "jupyterlab-myst", "ipykernel"}
+    assert set(binder) == runtime
+    assert {name: root.get(name) for name in binder} == binder  # same versions as the tested stack
+    text = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8")
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text  # CPU torch, not gigabytes of CUDA
+    for tool in ("jupyter-book", "pytest", "playwright", "ruff", "nbval", "hypothesis"):
+        assert tool not in binder
+    post = ROOT / "binder" / "postBuild"
+    assert os.access(post, os.X_OK) and "pip install --no-cache-dir --no-deps ." in post.read_text()
+    # NumPy 2.4 needs Python 3.11 or later (Binder's default may be older)
+    runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.\d+", runtime) and int(runtime.split(".")[1]) >= 11, runtime
+    # every module a chapter imports is installed there
+    imported = set()
+    for path in NOTEBOOKS:
+        for cell in _nb(path)["cells"]:
+            if cell["cell_type"] == "code":
+                imported |= set(re.findall(r"^\s*(?:from|import)\s+(\w+)", "".join(cell["source"]), re.M))
+    provided = {"torch", "numpy", "scipy", "matplotlib", "sklearn", "mpmath", "myst_nb", "IPython", "klcourse"}
+    assert imported - provided <= set(sys.stdlib_module_names), imported - provided - set(sys.stdlib_module_names)
+
+
 # ------------------------------------------------- a chapter in a kernel where klcourse is not installed
 def _bare_venv(tmp: Path) -> Path:
     """A venv without klcourse that sees this environment's other packages (numpy, ipykernel, pip, myst-nb,
