@@ -330,6 +330,7 @@ from klcourse.exercises.checkers import (  # noqa: E402
 #: the exercises whose answer a reader computes by hand (or with a calculator) from a few stated numbers
 BY_HAND = {
     "definitions.kl-in-bits", "definitions.excess-bits", "relatives.js-overlap", "relatives.chain-rule-term",
+    "relatives.tv-bound", "relatives.renyi-two", "relatives.cmi-xor",
     "gaussians.kl-by-hand", "gaussians.vae-term", "gaussians.fisher-approx", "gaussians.mvn-by-hand",
     "asymmetry.both-directions", "asymmetry.gaussian-reverse", "vae.kl-batch", "vae.rate-from-kl",
     "vae.elbo-gap", "em.kl-gap", "em.elbo-from-numbers", "distillation.loss-by-hand", "distillation.ece-table",
