@@ -115,6 +115,20 @@ def test_renyi_infinities():
     assert renyi_divergence([1.0, 0.0], [0.0, 1.0], 0) == math.inf
 
 
+@pytest.mark.parametrize("alpha", [0.3, 2.0, 700.0])
+def test_renyi_batch_rows_with_special_cases_match_single_calls(alpha):
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [0.98, 0.01, 0.01], [0.0, 0.5, 0.5]])
+    q = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.2, 0.3, 0.5], [0.01, 0.01, 0.98], [0.2, 0.3, 0.5]])
+    batch = renyi_divergence(p, q, alpha)
+    for row in range(p.shape[0]):
+        single = renyi_divergence(p[row], q[row], alpha)
+        assert batch[row] == single or (math.isinf(single) and batch[row] == single)
+        if math.isfinite(single) and single > 0:
+            assert single == pytest.approx(float(mp_renyi(p[row], q[row], alpha)), rel=1e-9)
+    assert batch[0] == math.inf and batch[2] == 0.0
+    assert (batch[1] == math.inf) == (alpha > 1)
+
+
 def test_renyi_batch_base_and_bad_input():
     p, q = RNG.dirichlet(np.ones(4), size=(3, 2)), RNG.dirichlet(np.ones(4), size=(3, 2))
     batch = renyi_divergence(p, q, 2.5)
