@@ -51,6 +51,7 @@ __all__ = [
     "autograd_loss_gradient",
     "chain_rule_kl",
     "distil",
+    "distil_tokens",
     "dpo_gradient",
     "dpo_loss",
     "estimator_expectation",
@@ -61,6 +62,7 @@ __all__ = [
     "objective",
     "preference_pairs",
     "sequence_kl",
+    "token_distillation_gradient",
     "token_kls",
     "toy_reward",
     "train_dpo",
@@ -929,6 +931,68 @@ def distil(teacher: TinyLM, kind: str = "position", direction: str = "forward", 
             gap = (student.log_probs() - teacher.log_probs())[idx]
             grad = ((gap - gap.mean())[:, None] * student.scores(idx)).mean(axis=0)
         opt.step(student.logits.reshape(-1), grad)
+        fwd.append(sequence_kl(teacher, student))
+        rev.append(sequence_kl(student, teacher))
+    return DistillRun(student, np.array(fwd), np.array(rev))
+
+
+def token_distillation_gradient(student: TinyLM, teacher: TinyLM, divergence: str = "forward",
+                                prefixes: str = "teacher") -> np.ndarray:
+    """Exact gradient of a token-level distillation loss w.r.t. the student's logits (flattened).
+
+    The loss is ``sum_y mu(y) sum_t D_t(y_<t)``, with ``D_t`` the per-token KL
+    ``D(teacher(. | y_<t) || student(. | y_<t))`` (``divergence="forward"``) or
+    ``D(student(. | y_<t) || teacher(. | y_<t))`` (``"reverse"``), and the prefixes drawn from
+    ``mu = teacher`` (word-level distillation, Kim & Rush 2016) or ``mu = student`` (on-policy, as in GKD,
+    Agarwal et al. 2024). As in practice, ``mu`` is not differentiated: the prefixes are data.
+
+    Parameters
+    ----------
+    student, teacher : TinyLM
+    divergence : {"forward", "reverse"}
+    prefixes : {"teacher", "student"}
+
+    Returns
+    -------
+    numpy.ndarray, shape (student.n_params,)
+        With teacher prefixes and the forward divergence this equals the gradient of the sequence-level
+        ``D(teacher || student)`` (the chain rule); on student prefixes neither sequence-level KL's.
+    """
+    _same_space(student, teacher)
+    if divergence not in ("forward", "reverse"):
+        raise ValueError(f"divergence must be 'forward' or 'reverse', got {divergence!r}")
+    if prefixes not in ("teacher", "student"):
+        raise ValueError(f"prefixes must be 'teacher' or 'student', got {prefixes!r}")
+    mu = (teacher if prefixes == "teacher" else student).probs()
+    ls, lt = student.conditionals(), teacher.conditionals()
+    ps = np.exp(ls)
+    if divergence == "forward":
+        local = ps - np.exp(lt)  # d/dz of sum_v t_v (log t_v - log s_v), s = softmax(z)
+    else:
+        d = ls - lt
+        local = ps * (d - np.sum(ps * d, axis=-1, keepdims=True))
+    grad = np.zeros(student.logits.shape)
+    ctx = student.contexts()
+    for t in range(student.length):
+        np.add.at(grad, ctx[:, t], mu[:, None] * local[:, t, :])
+    return grad.ravel()
+
+
+def distil_tokens(teacher: TinyLM, kind: str = "bigram", divergence: str = "forward",
+                  prefixes: str = "teacher", *, n_steps: int = 300, lr: float = 0.1) -> DistillRun:
+    """Token-level distillation with exact gradients (:func:`token_distillation_gradient`), from uniform.
+
+    Returns
+    -------
+    DistillRun
+        The student and, per step, the exact sequence-level forward and reverse KL.
+    """
+    n_steps = _positive_int("n_steps", n_steps)
+    student = TinyLM.uniform(teacher.vocab_size, teacher.length, kind)
+    opt = _Adam(student.logits.size, lr=lr)
+    fwd, rev = [sequence_kl(teacher, student)], [sequence_kl(student, teacher)]
+    for _ in range(n_steps):
+        opt.step(student.logits.reshape(-1), token_distillation_gradient(student, teacher, divergence, prefixes))
         fwd.append(sequence_kl(teacher, student))
         rev.append(sequence_kl(student, teacher))
     return DistillRun(student, np.array(fwd), np.array(rev))

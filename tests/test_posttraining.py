@@ -306,6 +306,36 @@ def test_forward_distillation_into_independent_tokens_gives_the_marginals():
     assert rev.reverse[-1] < rev.reverse[0] / 2 and run.forward[-1] < rev.forward[-1]
 
 
+def test_word_level_distillation_on_teacher_prefixes_is_sequence_forward_kl():
+    teacher = pt.TinyLM.random(V, T, "prefix", scale=1.0, seed=6)
+    student = pt.TinyLM.random(V, T, "bigram", scale=0.5, seed=7)
+    g = pt.token_distillation_gradient(student, teacher, "forward", "teacher")
+    seq = -(teacher.probs() @ student.scores())  # grad of D(teacher || student)
+    assert np.allclose(g, seq, atol=1e-12)
+    on_policy = pt.token_distillation_gradient(student, teacher, "reverse", "student")
+    # on student prefixes, the per-token reverse KL misses the prefix term of the sequence reverse KL
+    w = student.probs() * (student.log_probs() - teacher.log_probs())
+    assert np.abs(on_policy - w @ student.scores()).max() > 1e-3
+
+
+@pytest.mark.parametrize("divergence", ["forward", "reverse"])
+@pytest.mark.parametrize("prefixes", ["teacher", "student"])
+def test_token_distillation_gradient_against_autograd(divergence, prefixes):
+    teacher = pt.TinyLM.random(V, T, "prefix", scale=1.0, seed=6)
+    student = pt.TinyLM.random(V, T, "bigram", scale=0.5, seed=7)
+    mu = torch.as_tensor((teacher if prefixes == "teacher" else student).probs())
+    theta = torch.tensor(student.logits, requires_grad=True)
+    ls = torch.log_softmax(theta, -1)[torch.as_tensor(np.array(student.contexts()))]  # (n, T, V)
+    lt = torch.as_tensor(teacher.conditionals())
+    if divergence == "forward":
+        per = (lt.exp() * (lt - ls)).sum(-1)
+    else:
+        per = (ls.exp() * (ls - lt)).sum(-1)
+    (g,) = torch.autograd.grad((mu[:, None] * per).sum(), theta)
+    got = pt.token_distillation_gradient(student, teacher, divergence, prefixes)
+    assert np.allclose(got, g.numpy().ravel(), atol=1e-12)
+
+
 @pytest.mark.parametrize("call", [
     lambda: pt.TinyLM(np.zeros((3, 3)), 4, "prefix"),
     lambda: pt.TinyLM(np.zeros((40, 3)), 4, "trigram"),
@@ -321,6 +351,9 @@ def test_forward_distillation_into_independent_tokens_gives_the_marginals():
     lambda: pt.train_policy(pt.TinyLM.uniform(3, 4), np.zeros(81), 0.1, "sgd"),
     lambda: pt.train_policy(pt.TinyLM.uniform(3, 4), np.zeros(81), 0.1, "ppo-penalty"),
     lambda: pt.distil(pt.TinyLM.uniform(3, 4), direction="both"),
+    lambda: pt.token_distillation_gradient(pt.TinyLM.uniform(3, 4), pt.TinyLM.uniform(3, 4), "both"),
+    lambda: pt.token_distillation_gradient(pt.TinyLM.uniform(3, 4), pt.TinyLM.uniform(3, 4),
+                                           prefixes="mixed"),
     lambda: pt.TinyLM.from_probs(np.full(81, 1 / 80), 3, 4),
 ])
 def test_bad_input_raises_value_error(call):
