@@ -318,7 +318,23 @@ def _same_space(*models: TinyLM) -> None:
 
 # --------------------------------------------------------------------------- KL, exactly
 def sequence_kl(p: TinyLM, q: TinyLM) -> float:
-    """``D(p || q)`` over whole sequences, by enumeration (nats; expectation under ``p``)."""
+    """``D(p || q)`` over whole sequences, by enumeration (nats; expectation under ``p``).
+
+    Parameters
+    ----------
+    p, q : TinyLM
+        Models over the same vocabulary and length.
+
+    Returns
+    -------
+    float
+        ``sum_y p(y) (log p(y) - log q(y))``.
+
+    Raises
+    ------
+    ValueError
+        If the models differ in vocabulary size or length, or are not TinyLM.
+    """
     _same_space(p, q)
     lp = p.log_probs()
     return float(np.sum(np.exp(lp) * (lp - q.log_probs())))
@@ -338,7 +354,17 @@ def token_kls(p: TinyLM, q: TinyLM) -> np.ndarray:
 
 
 def chain_rule_kl(p: TinyLM, q: TinyLM) -> float:
-    """``E_p[sum_t D(p(. | x_<t) || q(. | x_<t))]``: the chain rule's route to :func:`sequence_kl`."""
+    """``E_p[sum_t D(p(. | x_<t) || q(. | x_<t))]``: the chain rule's route to :func:`sequence_kl`.
+
+    Parameters
+    ----------
+    p, q : TinyLM
+
+    Returns
+    -------
+    float
+        Equal to ``sequence_kl(p, q)`` (tested).
+    """
     return float(np.sum(p.probs() * token_kls(p, q).sum(axis=1)))
 
 
@@ -467,7 +493,21 @@ def kl_regularised_optimum(ref: TinyLM, reward, beta: float) -> tuple[np.ndarray
 
 
 def objective(probs, ref: TinyLM, reward, beta: float) -> float:
-    """``E_pi[r] - beta D(pi || pi_ref)`` for sequence probabilities ``probs`` (zeros allowed)."""
+    """``E_pi[r] - beta D(pi || pi_ref)`` for sequence probabilities ``probs`` (zeros allowed).
+
+    Parameters
+    ----------
+    probs : array_like, shape (n_seq,)
+        Any distribution over the enumerated sequences.
+    ref : TinyLM
+    reward : array_like, shape (n_seq,)
+    beta : float
+
+    Returns
+    -------
+    float
+        At most ``beta * log Z``, reached at :func:`kl_regularised_optimum`.
+    """
     beta = _check_beta(beta)
     probs = np.asarray(probs, dtype=float)
     reward = _check_reward(reward, ref.sequences().shape[0])
@@ -482,8 +522,16 @@ def objective(probs, ref: TinyLM, reward, beta: float) -> float:
 def kl_gradient(policy: TinyLM, ref: TinyLM, direction: str = "reverse") -> np.ndarray:
     """Exact gradient w.r.t. the policy's logits (flattened) of ``D(pi || pi_ref)`` or ``D(pi_ref || pi)``.
 
-    ``direction="reverse"``: ``E_pi[(log pi - log pi_ref) grad log pi]``;
-    ``direction="forward"``: ``-E_pi_ref[grad log pi]``.
+    Parameters
+    ----------
+    policy, ref : TinyLM
+    direction : {"reverse", "forward"}
+        ``"reverse"``: ``E_pi[(log pi - log pi_ref) grad log pi]``;
+        ``"forward"``: ``-E_pi_ref[grad log pi]``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (policy.n_params,)
     """
     _same_space(policy, ref)
     if direction == "reverse":
@@ -822,6 +870,11 @@ def dpo_loss(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float, weights
     beta : float
     weights : array_like, optional
         A weight per pair (normalised to sum 1): a weighted mean instead of the plain one.
+
+    Returns
+    -------
+    float
+        The loss in nats per pair.
     """
     beta = _check_beta(beta)
     chosen, rejected, weights = _pairs(policy, ref, chosen, rejected, weights)
@@ -830,7 +883,18 @@ def dpo_loss(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float, weights
 
 
 def dpo_gradient(policy: TinyLM, ref: TinyLM, chosen, rejected, beta: float, weights=None) -> np.ndarray:
-    """Gradient of :func:`dpo_loss` w.r.t. the policy's logits (flattened)."""
+    """Gradient of :func:`dpo_loss` w.r.t. the policy's logits (flattened).
+
+    Parameters
+    ----------
+    policy, ref, chosen, rejected, beta, weights
+        As for :func:`dpo_loss`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (policy.n_params,)
+        ``-beta E[sigmoid(-z) (grad log pi(y_w) - grad log pi(y_l))]`` with ``z`` the scaled log-ratio gap.
+    """
     beta = _check_beta(beta)
     chosen, rejected, weights = _pairs(policy, ref, chosen, rejected, weights)
     h = policy.log_probs() - ref.log_probs()
