@@ -1,10 +1,9 @@
 """Weight of every page of the built website: its own HTML and images, and the theme's shared assets.
 
 Run ``.venv/bin/python benchmarks/site_weights.py [SITE_DIR]`` after ``make book`` (SITE_DIR defaults to
-``$KLCOURSE_SITE`` or ``_build/html``). It prints one row per page and asserts nothing; the budget
-(a page's own weight <= 1 MB) is tested in ``tests/site/test_browser.py``, which also prints the shared
-assets a browser really fetches (this script only sees the ones named in the HTML, not the fonts and MathJax
-parts loaded by scripts).
+``$KLCOURSE_SITE`` or ``_build/html``). It prints one row per page and asserts nothing;
+``tests/site/test_browser.py`` measures what a browser really fetches on a first visit (this script only sees
+the files named in the HTML, not the fonts that style sheets load).
 
 Columns
 -------
@@ -26,7 +25,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
-OWN_BUDGET = 1_000_000
 
 
 def default_site() -> Path:
@@ -106,7 +104,7 @@ def main(argv: list[str]) -> int:
         print(f"no built site at {site}: run `make book` first", file=sys.stderr)
         return 1
     rows = [page_weight(site, page) for page in site_pages(site)]
-    print(f"Page weights of {site} (bytes; budget for 'own': {OWN_BUDGET:,})")
+    print(f"Page weights of {site} (bytes)")
     print(format_table(rows))
     heaviest = max(rows, key=lambda r: r["own"])
     print(f"\nheaviest page: {heaviest['page']} ({heaviest['own'] / 1e6:.2f} MB own)")

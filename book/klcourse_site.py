@@ -23,6 +23,15 @@ plain link for browsers that do not follow the refresh.
 4. Maths is rendered at build time by sphinxcontrib-katex (``katex_prerender``): pages need no maths script,
 show typeset formulas on first paint and do not shift when fonts arrive. KaTeX's CSS and fonts are copied
 from the npm package into ``_static/katex``, and a small style sheet stops the theme from clipping formulas.
+
+5. The theme's icon fonts (Font Awesome 6: 156 kB solid + 118 kB brands + 25 kB regular) are cut down to the
+icons the site uses (a few kB each): the glyphs named by a ``fa-*`` class in a page or a script, and every glyph a
+style sheet draws by itself (admonition and toggle icons). See :func:`subset_icon_fonts`.
+
+6. The theme's style sheets (pydata-sphinx-theme 397 kB, most of it Bootstrap's utility classes; sphinx-design
+55 kB; myst-nb 43 kB) keep only the rules that can apply to the site, as PurgeCSS does: a rule stays when every
+class, id, attribute and element its selector names occurs in a page or in a script of the site. See
+:func:`purge_style_sheets`.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import os
 import re
 import shutil
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 from sphinx.errors import ExtensionError
@@ -234,6 +244,34 @@ ACCESSIBILITY_FIXES = (
 )
 
 
+# The figures of a chapter (PNGs in _images/) load when the reader scrolls near them (loading="lazy"), not all
+# with the page; each gets its width and height so that the browser keeps its place before it arrives (no layout
+# shift). make_pdf.py turns lazy loading off before printing.
+_FIGURE_IMG = re.compile(r'<img\b(?![^>]*\bloading=)([^>]*?)\ssrc="([^"]*_images/[^"]+\.png)"([^>]*?)\s*/?>')
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height in pixels from a PNG's header."""
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def lazy_figure(page: Path, match: re.Match) -> str:
+    """The ``<img>`` of ``match`` (a figure on ``page``) with its size and lazy loading."""
+    before, src, after = match.groups()
+    image = (page.parent / src).resolve()
+    if not image.is_file():
+        return match.group(0)
+    width, height = png_size(image)
+    shown = re.search(r"width:\s*([0-9.]+)px", before + after)
+    if shown:  # the PNG is drawn at 2x: keep the displayed width and the PNG's proportions
+        width, height = round(float(shown.group(1))), round(float(shown.group(1)) * height / width)
+    return (f'<img{before} src="{src}"{after} width="{width}" height="{height}" loading="lazy" '
+            'decoding="async" />')
+
+
 def fix_pages(app, exception):
     """Drop the scripts of UNNEEDED_SCRIPTS from every page (the search page keeps its search scripts) and
     apply ACCESSIBILITY_FIXES."""
@@ -247,6 +285,7 @@ def fix_pages(app, exception):
             slim = UNNEEDED_SCRIPTS.sub("", text)
         for pattern, replacement in ACCESSIBILITY_FIXES:
             slim = pattern.sub(replacement, slim)
+        slim = _FIGURE_IMG.sub(lambda match, page=page: lazy_figure(page, match), slim)
         if slim != text:
             page.write_text(slim, encoding="utf-8")
 
@@ -342,12 +381,194 @@ def on_page(app, pagename, templatename, context, doctree):
     drop_repeated_scripts(app, pagename, templatename, context, doctree)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Icon fonts cut down to the icons the site uses.
+
+FA_WEBFONTS = Path("_static", "vendor", "fontawesome", "webfonts")
+_CSS_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+_CSS_ICON_ESCAPE = re.compile(r"\\([0-9a-f]{4})", re.IGNORECASE)  # "\f0c9"; the theme also writes the character
+_PRIVATE_USE = range(0xE000, 0xF900)  # where Font Awesome puts its icons
+
+
+def _icon_points(css_body: str) -> set[int]:
+    """Code points of the Private Use Area in a CSS rule's body, written as escapes or as characters."""
+    points = {int(code, 16) for code in _CSS_ICON_ESCAPE.findall(css_body)}
+    points.update(ord(char) for char in css_body if ord(char) in _PRIVATE_USE)
+    return {point for point in points if point in _PRIVATE_USE}
+_ICON_CLASS_RULE = re.compile(r"^\.(fa-[a-z0-9-]+):{1,2}(?:before|after)$")
+_FA_CLASS = re.compile(r"\bfa-[a-z0-9-]+")
+
+
+def icon_codepoints(outdir: Path) -> set[int]:
+    """The Font Awesome code points the built site can show.
+
+    A rule of the theme's icon table (``.fa-bars:before{content:"\\f0c9"}``) counts when a page or a script names
+    its class; any other rule that holds an icon (``content:"\\f107"``, or a CSS variable such as
+    ``--pst-icon-info-circle`` that admonition titles draw) always counts.
+    """
+    used_classes: set[str] = set()
+    for page in outdir.rglob("*.html"):
+        used_classes.update(_FA_CLASS.findall(page.read_text(encoding="utf-8")))
+    for script in (outdir / "_static").rglob("*.js"):
+        if script.name != "fontawesome.js":  # the SVG copy of Font Awesome names every icon; pages do not load it
+            used_classes.update(_FA_CLASS.findall(script.read_text(encoding="utf-8", errors="replace")))
+    points: set[int] = set()
+    for sheet in (outdir / "_static").rglob("*.css"):
+        for selectors, body in _CSS_RULE.findall(sheet.read_text(encoding="utf-8", errors="replace")):
+            escapes = _icon_points(body)
+            if not escapes:
+                continue
+            names = [_ICON_CLASS_RULE.match(sel.strip()) for sel in selectors.split(",")]
+            if all(names) and not any(match.group(1) in used_classes for match in names):
+                continue
+            points.update(escapes)
+    return points
+
+
+def subset_icon_fonts(app, exception):
+    """Keep in each Font Awesome font (woff2 and ttf) only the glyphs of :func:`icon_codepoints`."""
+    if exception is not None or app.builder.format != "html":
+        return
+    from fontTools import subset
+
+    folder = Path(app.outdir, FA_WEBFONTS)
+    if not folder.is_dir():
+        return
+    points = icon_codepoints(Path(app.outdir))
+    if not points:
+        raise ExtensionError("no Font Awesome icon found in the site's style sheets: the theme changed")
+    for font_file in sorted(folder.glob("fa-*")):
+        if font_file.suffix not in (".woff2", ".ttf"):
+            continue
+        options = subset.Options()
+        options.flavor = "woff2" if font_file.suffix == ".woff2" else None
+        options.layout_features = ["*"]
+        options.notdef_outline = True
+        font = subset.load_font(str(font_file), options)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=sorted(points & set(font.getBestCmap())))
+        subsetter.subset(font)
+        subset.save_font(font, str(font_file), options)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Style sheets cut down to the rules the site can use.
+
+PURGE_SKIP = ("katex",)  # KaTeX's sheet is small and its classes come from the maths renderer
+_SELECTOR_PSEUDO = re.compile(r"::?[\w-]+(?:\([^()]*(?:\([^()]*\))*[^()]*\))?")
+_SELECTOR_CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
+_SELECTOR_ID = re.compile(r"#(-?[_a-zA-Z][\w-]*)")
+_SELECTOR_ATTR = re.compile(r"\[\s*([\w-]+)")
+_SELECTOR_TAG = re.compile(r"(?:^|[\s>+~(])([a-zA-Z][a-zA-Z0-9]*)(?![\w-])")
+_JS_TOKEN = re.compile(r"[A-Za-z_][\w-]*")
+
+
+class _Vocabulary(HTMLParser):
+    """Every class, id, attribute name and element name that occurs in the HTML fed to it."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.words: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.words.add(tag)
+        for name, value in attrs:
+            self.words.add(name)
+            if name in ("class", "id") and value:
+                self.words.update(value.split())
+
+
+def site_vocabulary(outdir: Path) -> set[str]:
+    """The words a selector may name and still apply: from every page, and every identifier in the scripts
+    (Bootstrap adds ``show`` and ``collapsing``, the theme sets ``data-theme``, KaTeX writes its classes)."""
+    vocabulary = _Vocabulary()
+    for page in outdir.rglob("*.html"):
+        if "_static" not in page.relative_to(outdir).parts:
+            vocabulary.feed(page.read_text(encoding="utf-8"))
+    words = vocabulary.words
+    for script in (outdir / "_static").rglob("*.js"):
+        if script.name != "fontawesome.js":
+            words.update(_JS_TOKEN.findall(script.read_text(encoding="utf-8", errors="replace")))
+    return words
+
+
+def split_selectors(prelude: str) -> list[str]:
+    """Split a selector list at its top-level commas (not those inside ``:is(a, b)`` or ``[x="a,b"]``)."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(prelude):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(prelude[start:i].strip())
+            start = i + 1
+    parts.append(prelude[start:].strip())
+    return [part for part in parts if part]
+
+
+def selector_may_apply(selector: str, words: set[str]) -> bool:
+    """False only when the selector names a class, id, attribute or element that the site never has.
+
+    Pseudo-classes and their arguments are ignored (``:not(.x)`` keeps a rule rather than dropping it)."""
+    bare = _SELECTOR_PSEUDO.sub(" ", re.sub(r"\[[^\]]*\]", lambda m: "[" + _SELECTOR_ATTR.match(m.group(0)).group(1)
+                                            + "]" if _SELECTOR_ATTR.match(m.group(0)) else "", selector))
+    names = (_SELECTOR_CLASS.findall(bare) + _SELECTOR_ID.findall(bare) + _SELECTOR_ATTR.findall(bare)
+             + [tag.lower() for tag in _SELECTOR_TAG.findall(_SELECTOR_CLASS.sub(" ", _SELECTOR_ID.sub(" ", bare)))])
+    return all(name in words for name in names)
+
+
+def purge_rules(rules, words: set[str]) -> str:
+    import tinycss2
+
+    out = []
+    for rule in rules:
+        if rule.type == "qualified-rule":
+            kept = [sel for sel in split_selectors(tinycss2.serialize(rule.prelude)) if selector_may_apply(sel, words)]
+            if kept:
+                out.append(",".join(kept) + "{" + tinycss2.serialize(rule.content) + "}")
+        elif rule.type == "at-rule" and rule.at_keyword.lower() in ("media", "supports", "layer", "container") \
+                and rule.content is not None:
+            inner = purge_rules(tinycss2.parse_rule_list(rule.content, skip_comments=True, skip_whitespace=True),
+                                words)
+            if inner:
+                out.append(f"@{rule.at_keyword}{tinycss2.serialize(rule.prelude)}{{{inner}}}")
+        elif rule.type == "at-rule":
+            out.append(tinycss2.serialize([rule]))
+    return "".join(out)
+
+
+def purge_style_sheets(app, exception):
+    """Rewrite each style sheet in ``_static`` (but KaTeX's) with the rules :func:`selector_may_apply` keeps."""
+    if exception is not None or app.builder.format != "html":
+        return
+    import tinycss2
+
+    outdir = Path(app.outdir)
+    words = site_vocabulary(outdir)
+    for sheet in sorted((outdir / "_static").rglob("*.css")):
+        if any(part in PURGE_SKIP for part in sheet.relative_to(outdir / "_static").parts):
+            continue
+        text = sheet.read_text(encoding="utf-8")
+        rules = tinycss2.parse_stylesheet(text, skip_comments=True, skip_whitespace=True)
+        if any(rule.type == "error" for rule in rules):
+            continue  # a sheet tinycss2 cannot read stays as it is
+        charset = '@charset "UTF-8";' if text.startswith("@charset") else ""
+        sheet.write_text(charset + purge_rules(rules, words), encoding="utf-8")
+
+
 def setup(app):
     app.connect("builder-inited", check_katex_version)
     app.add_css_file(SITE_CSS, priority=900)  # after the theme's and KaTeX's style sheets
     app.connect("html-page-context", on_page)
     app.connect("build-finished", copy_katex_assets)
     app.connect("build-finished", fix_pages)
+    app.connect("build-finished", subset_icon_fonts, priority=600)  # after fix_pages and the theme's copies
+    app.connect("build-finished", purge_style_sheets, priority=600)
     app.add_js_file(None, body=FOCUSABLE_WIDE_MATH_JS)
     app.connect("build-finished", write_root_redirect, priority=400)  # before sphinx-external-toc (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

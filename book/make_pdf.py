@@ -94,7 +94,8 @@ FIT_EQUATIONS_JS = r"""() => {
 }"""
 
 
-def toc_pages(book_root: Path) -> list[str]:
+def toc_docnames(book_root: Path) -> list[str]:
+    """Every document named in ``book_root/_toc.yml``, the root first, without suffix (the site tests use this)."""
     toc = yaml.safe_load((book_root / "_toc.yml").read_text(encoding="utf-8"))
     names = [toc["root"]]
 
@@ -109,7 +110,11 @@ def toc_pages(book_root: Path) -> list[str]:
                 walk(item)
 
     walk({k: v for k, v in toc.items() if k != "root"})
-    return [re.sub(r"\.(md|ipynb)$", "", name) + ".html" for name in names]
+    return [re.sub(r"\.(md|ipynb)$", "", name) for name in names]
+
+
+def toc_pages(book_root: Path) -> list[str]:
+    return [name + ".html" for name in toc_docnames(book_root)]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -16,11 +16,10 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from test_browser import TOC_PAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("KLCOURSE_SITE", ROOT / "_build" / "html")).resolve()  # as in conftest.py
-BOOK_ROOT = SITE.parents[1] if (SITE.parents[1] / "_toc.yml").is_file() else ROOT  # the book the site was built from
 
 SKIPPED_TAGS = ("pre", "code", "script", "style", "math", "annotation", "svg", "textarea", "kbd", "samp")
 SKIPPED_CLASSES = re.compile(r"^(katex|katex-display|katex-mathml|katex-html|math|highlight)$")
@@ -30,26 +29,7 @@ STRAY = re.compile(
 )
 
 
-def toc_pages(toc_path: Path = BOOK_ROOT / "_toc.yml") -> list[str]:
-    """The HTML page of every document named in ``_toc.yml``, the root first."""
-    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
-    names = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                names.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({key: value for key, value in toc.items() if key != "root"})
-    return [re.sub(r"\.(md|ipynb)$", "", name) + ".html" for name in names]
-
-
-PAGES = toc_pages()
+PAGES = TOC_PAGES  # every page of _toc.yml, the root first
 
 
 def visible_text_outside_code_and_maths(html: str) -> str:
