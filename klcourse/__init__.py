@@ -20,6 +20,7 @@ chapter                module
 7 EM                   :mod:`klcourse.em`
 8 distillation         :mod:`klcourse.distillation`
 9 estimation           :mod:`klcourse.estimators`
+10 post-training       :mod:`klcourse.posttraining`
 exercises              :mod:`klcourse.exercises` (``check``, ``hint``, ``progress``, ``list_exercises``)
 figures                :mod:`klcourse.plotting`
 =====================  ===========================================================
