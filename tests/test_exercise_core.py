@@ -584,7 +584,7 @@ FUNCTION_EXERCISES = [e for e in list_exercises() if e.kind == "function"]
 
 
 def test_every_function_exercise_has_a_protocol_checker():
-    assert len(FUNCTION_EXERCISES) == 11
+    assert len(FUNCTION_EXERCISES) >= 11  # none lost; chapters keep adding them
     for e in FUNCTION_EXERCISES:
         assert isinstance(e.checker, FunctionChecker), e.id
         assert not hasattr(e.checker, "__closure__")

@@ -49,7 +49,7 @@ def tilt(log_ref, exponent):
 def test_six_exercises_with_hints():
     exercises = list_exercises("posttraining")
     assert len(exercises) >= 6
-    assert {e.kind for e in exercises} >= {"number", "predict"}
+    assert {e.kind for e in exercises} >= {"number", "predict", "function"}
     for e in exercises:
         assert 2 <= len(HINTS[e.id]) <= 3, e.id
 
@@ -155,3 +155,34 @@ def test_hints_never_contain_the_expected_values():
         text = " ".join(HINTS[f"posttraining.{name}"])
         for digits in (2, 3, 4):
             assert f"{v:.{digits}f}" not in text, (name, digits)
+
+
+def hand_token_k3(logp, logp_ref):
+    """Sum over tokens of (r - 1) - log r, r = pi_ref / pi, written with math.exp, row by row."""
+    out = []
+    for row, row_ref in zip(np.asarray(logp), np.asarray(logp_ref), strict=True):
+        total = 0.0
+        for a, b in zip(row, row_ref, strict=True):
+            log_r = float(b - a)
+            total += math.exp(log_r) - 1 - log_r
+        out.append(total)
+    return np.array(out)
+
+
+def test_token_k3_function():
+    assert verdict("token-k3", hand_token_k3).passed
+
+    def sequence_level(lp, lr):
+        s = np.sum(np.asarray(lr) - np.asarray(lp), axis=-1)
+        return np.exp(s) - 1 - s
+
+    assert verdict("token-k3", sequence_level).misconception == "sequence-level"
+    assert verdict("token-k3", lambda lp, lr: hand_token_k3(lp, lr) / np.shape(lp)[1]).misconception \
+        == "per-token-mean"
+    assert verdict("token-k3", lambda lp, lr: hand_token_k3(lr, lp)).misconception == "swapped"
+    assert verdict("token-k3", lambda lp, lr: np.sum(np.asarray(lp) - np.asarray(lr), axis=-1)).misconception \
+        == "k1"
+    batch_mean = verdict("token-k3", lambda lp, lr: float(hand_token_k3(lp, lr).mean()))
+    assert batch_mean.status == "invalid" and "shape" in batch_mean.message
+    assert verdict("token-k3", 0.5).status == "invalid"
+    assert not verdict("token-k3", lambda lp, lr: 1.01 * hand_token_k3(lp, lr)).passed

@@ -16,7 +16,15 @@ import math
 
 import numpy as np
 
-from klcourse.exercises.checkers import KL_NEVER_NEGATIVE, Misconception, choice, number, swapped
+from klcourse.exercises.checkers import (
+    KL_NEVER_NEGATIVE,
+    Case,
+    Misconception,
+    choice,
+    function,
+    number,
+    swapped,
+)
 from klcourse.exercises.core import register
 from klcourse.posttraining import TinyLM, kl_regularised_optimum, sequence_kl, toy_reward
 
@@ -290,6 +298,86 @@ register(
 )
 
 
+# --------------------------------------------------------------------------- posttraining.token-k3
+def token_k3_reference(logp, logp_ref):
+    """Per-response sum over tokens of k3, with log r_t = log pi_ref - log pi at each sampled token."""
+    log_r = np.asarray(logp_ref, dtype=float) - np.asarray(logp, dtype=float)
+    return np.sum(np.expm1(log_r) - log_r, axis=-1)
+
+
+def token_k3_cases(rng: np.random.Generator) -> list[Case]:
+    """Randomised and edge cases for ``token_k3(logp, logp_ref)`` with arrays of shape (batch, tokens)."""
+    def logp(shape, scale=1.0):
+        return -np.abs(scale * rng.standard_normal(shape)) - 0.05
+
+    a = logp((5, 4))
+    same = logp((3, 6))
+    long = logp((2, 50))
+    return [
+        Case("a batch of 5 responses of 4 tokens", (a, logp((5, 4)))),
+        Case("8 responses of 3 tokens", (logp((8, 3)), logp((8, 3)))),
+        Case("identical policy and reference (every penalty 0)", (same, same.copy())),
+        Case("a single response of 4 tokens, shape (1, 4)", (logp((1, 4)), logp((1, 4)))),
+        Case("2 responses of 50 tokens", (long, long + 0.3 * rng.standard_normal((2, 50)))),
+        Case("log-ratios up to ±3 per token", (a, a + rng.uniform(-3, 3, (5, 4)))),
+    ]
+
+
+def _quiet(fn):
+    def wrapped(logp, logp_ref):
+        with np.errstate(all="ignore"):
+            return fn(logp, logp_ref)
+    return wrapped
+
+
+@_quiet
+def _sequence_k3(logp, logp_ref):
+    log_r = np.sum(np.asarray(logp_ref, float) - np.asarray(logp, float), axis=-1)
+    return np.expm1(log_r) - log_r
+
+
+@_quiet
+def _token_k3_mean(logp, logp_ref):
+    return token_k3_reference(logp, logp_ref) / np.shape(logp)[-1]
+
+
+@_quiet
+def _token_k3_swapped(logp, logp_ref):
+    return token_k3_reference(logp_ref, logp)
+
+
+@_quiet
+def _token_k1(logp, logp_ref):
+    return np.sum(np.asarray(logp, float) - np.asarray(logp_ref, float), axis=-1)
+
+
+register(
+    "posttraining.token-k3",
+    title="Implement the per-token k3 penalty of a batch of responses",
+    kind="function",
+    checker=function(
+        token_k3_reference,
+        token_k3_cases,
+        name="token_k3",
+        misconceptions=[
+            Misconception("sequence-level", _sequence_k3,
+                          "That is k3 of the whole response's log-ratio, k3(Σ_t log r_t). GRPO's penalty applies "
+                          "k3 to each token's log-ratio and adds: Σ_t k3(log r_t). Both average to the sequence "
+                          "KL, but they are different numbers."),
+            Misconception("per-token-mean", _token_k3_mean,
+                          "That averages over the tokens of each response. The penalty of a response is the sum "
+                          "over its tokens (the chain rule adds per-token KLs)."),
+            Misconception("swapped", _token_k3_swapped,
+                          "The roles of the two models are exchanged: the tokens come from the policy, so "
+                          "r_t = π_ref/π, i.e. log r_t = logp_ref − logp."),
+            Misconception("k1", _token_k1,
+                          "That is the sum of k1 = log π − log π_ref. k3 adds r_t − 1 at each token: "
+                          "(r_t − 1) − log r_t."),
+        ],
+    ),
+)
+
+
 # --------------------------------------------------------------------------- hints
 def _register_hints() -> None:
     from klcourse.exercises.hints import HINTS
@@ -328,6 +416,14 @@ def _register_hints() -> None:
             "difference.",
             "Bradley–Terry: P(y_w ≻ y_l) = σ(reward(y_w) − reward(y_l)) with σ the logistic function.",
             "Compute β·((log π − log π_ref)(y_w) − (log π − log π_ref)(y_l)) and apply 1/(1 + exp(−z)).",
+        ),
+        "posttraining.token-k3": (
+            "Work with log r_t = logp_ref − logp at every token: the tokens were drawn from the policy, so r is "
+            "π_ref/π.",
+            "k3 of one token is (r_t − 1) − log r_t; compute r_t − 1 as np.expm1(log_r) to keep small ratios "
+            "accurate.",
+            "Apply it elementwise to the (batch, tokens) array and sum over the last axis: one number per "
+            "response, an array of shape (batch,).",
         ),
         "posttraining.optimum-kl-bits": (
             "Compute π* = kl_regularised_optimum(reference, rewards, β) at the chapter's β (pt_data.BETA).",
