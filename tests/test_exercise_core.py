@@ -307,12 +307,12 @@ def test_most_number_exercises_use_the_generic_checkers():
 @pytest.mark.parametrize("exercise", GENERIC, ids=lambda e: e.id)
 def test_no_registered_exercise_reveals_its_answer(exercise):
     expected = np.asarray(_expected_of(exercise.checker), dtype=float)
-    assert np.all(np.isfinite(expected))
+    assert not np.any(np.isnan(expected)) and np.any(np.isfinite(expected))  # an answer may hold inf (a KL)
     for factor in (1.37, 0.61, -1.0, 3.0):
         message = evaluate(exercise.id, expected * factor if expected.ndim else float(expected) * factor).message
         for digits in (3, 4, 5, 6):
             for value in np.atleast_1d(expected).ravel()[:5]:
-                if abs(value) > 1e-3:
+                if np.isfinite(value) and abs(value) > 1e-3:
                     assert f"{value:.{digits}g}" not in message, (exercise.id, message)
 
 
@@ -329,7 +329,9 @@ from klcourse.exercises.checkers import (  # noqa: E402
 
 #: the exercises whose answer a reader computes by hand (or with a calculator) from a few stated numbers
 BY_HAND = {
-    "definitions.kl-in-bits", "definitions.excess-bits", "relatives.js-overlap", "relatives.chain-rule-term",
+    "definitions.kl-in-bits", "definitions.excess-bits", "definitions.stein-exponent", "definitions.sanov-exponent",
+    "definitions.mixture-hedge", "definitions.atom", "gaussians.poisson-by-hand",
+    "relatives.js-overlap", "relatives.chain-rule-term",
     "relatives.tv-bound", "relatives.renyi-two", "relatives.cmi-xor",
     "gaussians.kl-by-hand", "gaussians.vae-term", "gaussians.fisher-approx", "gaussians.mvn-by-hand",
     "asymmetry.both-directions", "asymmetry.gaussian-reverse", "vae.kl-batch", "vae.rate-from-kl",

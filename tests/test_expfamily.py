@@ -21,7 +21,13 @@ import klcourse
 from klcourse import kl_divergence, kl_normal
 from klcourse.expfamily import kl_bernoulli, kl_exponential, kl_exponential_family, kl_gamma, kl_poisson
 
-mp.mp.dps = 50
+
+@pytest.fixture(autouse=True)
+def _fifty_digits():
+    """50-digit references in every test (mpmath's precision is global: other tests in the same process set it)."""
+    with mp.workdps(50):
+        yield
+
 RTOL = 1e-13  # against 50-digit mpmath (measured worst: ~7e-15 for the gamma, ~1e-15 for the others)
 
 
