@@ -284,6 +284,14 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Take a few outcomes, P zero on one of them, Q strictly positive everywhere, and check "
         "kl_divergence(p, q) and kl_divergence(q, p).",
     ),
+    "asymmetry.mean-field-variance": (
+        "The reverse-KL factor q₁ is the Gaussian whose log-density is E_q₂[log p(z)] up to a constant: its "
+        "precision is the (1,1) entry Λ₁₁ of the target's precision matrix Λ = Σ⁻¹.",
+        "1/Λ₁₁ is the variance of z₁ given z₂ (the conditional variance), not the marginal variance σ₁². In two "
+        "dimensions it is σ₁² times a factor that depends only on ρ.",
+        "Build Σ = [[σ₁², ρσ₁σ₂], [ρσ₁σ₂, σ₂²]], invert it with np.linalg.inv and take 1 / its (0, 0) entry; "
+        "or compute σ₁²(1 − ρ²) directly.",
+    ),
     # ------------------------------------------------------------------ 5. numerics
     "numerics.kl-bernoulli": (
         "Two outcomes with probabilities (a, 1 − a) and (b, 1 − b): apply the chapter's stable form of the "
