@@ -336,7 +336,7 @@ BY_HAND = {
     "vae.kl-batch", "vae.rate-from-kl",
     "vae.elbo-gap", "em.kl-gap", "em.elbo-from-numbers", "distillation.loss-by-hand", "distillation.ece-table",
     "distillation.high-t-limit", "estimation.small-sample", "estimation.negative-average", "estimation.policy-kl",
-    "estimation.optimal-policy",
+    "estimation.optimal-policy", "estimation.lambda-star",
     "posttraining.sequence-kl", "posttraining.optimum-prob", "posttraining.shaped-reward",
     "posttraining.dpo-preference", "posttraining.optimum-kl-bits",
 }

@@ -510,6 +510,13 @@ HINTS: dict[str, tuple[str, ...]] = {
         "weights = reference · np.exp(np.array(est_data.REWARDS) / est_data.EX_BETA), divided by their sum; "
         "with large rewards, subtract the maximum of R/β before exponentiating.",
     ),
+    "estimation.lambda-star": (
+        "The variance of k_λ = −log r + λ(r − 1) is a parabola in λ: Var log r − 2λ·Cov(log r, r) + λ²·Var r. "
+        "Where is its minimum?",
+        "Setting the derivative to zero gives λ* = Cov(log r, r) / Var(r). For this pair both are functions of "
+        "δ² only.",
+        "With d2 = δ²: λ* = d2 / (e^d2 − 1); np.expm1(d2) computes the denominator.",
+    ),
 }
 
 #: How many hints of each exercise were shown in this process.
