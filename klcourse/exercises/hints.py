@@ -338,6 +338,13 @@ HINTS: dict[str, tuple[str, ...]] = {
         "while the divergence is of order δ², so the relative error is about ε/δ².",
         "Compute np.finfo(float).eps / 1e-12, take −log10 of it, and pick the option nearest to that.",
     ),
+    "numerics.bf16-roundoff": (
+        "With t significant bits, the numbers between 1 and 2 are spaced 2^(1 − t) apart: that spacing is "
+        "machine epsilon.",
+        "Rounding to the nearest representable number errs by at most half a spacing, relative to the number: "
+        "u = eps / 2.",
+        "bfloat16 has t = 8 significant bits; torch.finfo(torch.bfloat16).eps gives eps to check your u.",
+    ),
     # ------------------------------------------------------------------ 6. VAE
     "vae.kl-batch": (
         "For one image the KL term is a sum over the latent dimensions of ½(σ² + μ² − 1 − log σ²), with "
