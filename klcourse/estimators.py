@@ -727,7 +727,7 @@ def forward_kl_estimates(log_q, log_p, *, self_normalised: bool = False, axis=-1
     because the control variate :math:`r - 1` has mean 0 under Q.  Each term of the second form is
     :math:`\ge 0` (:math:`t \log t \ge t - 1`), so the estimate is **unbiased and never negative** —
     the mirror image of ``k3`` for :math:`D(Q \| P)`.  Its variance is finite only when
-    :math:`\mathbb E_Q[r^2 \log^2 r] < \infty`, i.e. when P's tails are lighter than Q's.
+    :math:`\mathbb E_Q[r^2 \log^2 r] < \infty` (for Gaussians: :math:`\sigma_P^2 < 2\sigma_Q^2`).
 
     ``self_normalised=True`` is for a ``log_p`` known only **up to an additive constant** (an
     unnormalised target).  The weights :math:`w_i = \tilde p(x_i)/q(x_i)` are normalised within each
