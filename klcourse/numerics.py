@@ -61,6 +61,7 @@ __all__ = [
     "DPS",
     "GAUSSIAN_METHODS",
     "INACCURATE",
+    "LOW_PRECISION_DTYPES",
     "SWEEP_DELTAS",
     "SWEEP_DISCRETE_METHODS",
     "SWEEP_GAUSSIAN_METHODS",
@@ -76,6 +77,7 @@ __all__ = [
     "kl_from_logits",
     "kl_discrete_condition",
     "kl_normal_condition",
+    "low_precision_errors",
     "mp_kl_discrete",
     "mp_kl_normal",
     "naive_kl_bernoulli",
@@ -91,6 +93,7 @@ __all__ = [
     "scipy_kl_normal",
     "torch_kl_categorical",
     "torch_kl_normal",
+    "unit_roundoff",
 ]
 
 #: decimal digits of the mpmath references (float64 carries about 16)
@@ -810,3 +813,73 @@ def float32_kl_div_sweep(deltas, n_classes=1000, n_draws=8, seed=0):
             for name, value in zip(names, variants, strict=True):
                 values[name][i, j] = float(value)
     return reference, values
+
+
+# ----------------------------------------------------------------------------- float16 and bfloat16
+#: the precisions of :func:`low_precision_errors`, widest first
+LOW_PRECISION_DTYPES = ("float64", "float32", "bfloat16", "float16")
+
+
+def unit_roundoff(dtype) -> float:
+    """``u = eps / 2``, the largest relative error of rounding a number to ``dtype`` (a torch dtype name)."""
+    import torch
+
+    if dtype not in LOW_PRECISION_DTYPES:
+        raise ValueError(f"dtype must be one of {LOW_PRECISION_DTYPES}, got {dtype!r}")
+    return float(torch.finfo(getattr(torch, dtype)).eps) / 2
+
+
+def low_precision_errors(deltas=(1.0, 0.1, 0.01), dtypes=LOW_PRECISION_DTYPES, n_classes=1000, n_draws=8, seed=0):
+    r"""Relative errors of ``D(P || Q)`` and of its gradient computed in float64/float32/bfloat16/float16.
+
+    Logits ``z_p ~ N(0, 2^2)`` and ``z_q = z_p + delta * N(0, 1)`` over ``n_classes`` classes (seeded), stored
+    in ``dtype`` as a network in that precision would hold them.  Everything is then computed in ``dtype``:
+
+    * ``"log-space"``: :math:`\sum_i p_i (\log p_i - \log q_i)` from ``log_softmax`` (what
+      :func:`kl_from_logits` and ``F.kl_div`` do);
+    * ``"ratio"``: :math:`\sum_i p_i \log(p_i / q_i)` from ``softmax``, the ratio formed first;
+    * ``"gradient"``: the autograd gradient of the log-space value with respect to the model's logits,
+      whose exact value is :math:`q - p`; its error is the relative 2-norm error.
+
+    The references are computed in float64 from the *same stored* logits (so only the arithmetic is
+    measured, not the rounding of the inputs): :func:`klcourse.kl_divergence` of the float64 softmaxes for
+    the values and ``softmax(z_q) - softmax(z_p)`` for the gradient.
+
+    Returns
+    -------
+    dict
+        ``{(dtype, delta): {"log-space": array, "ratio": array, "gradient": array}}``, each of shape
+        ``(n_draws,)``.
+    """
+    import torch
+
+    for dtype in dtypes:
+        unit_roundoff(dtype)  # validates the name
+    rng = np.random.default_rng(seed)
+    out = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for delta in deltas:
+            draws = [(2 * rng.standard_normal(n_classes), None) for _ in range(n_draws)]
+            draws = [(zp, zp + delta * rng.standard_normal(n_classes)) for zp, _ in draws]
+            for dtype in dtypes:
+                errs = {"log-space": np.empty(n_draws), "ratio": np.empty(n_draws), "gradient": np.empty(n_draws)}
+                for j, (zp_np, zq_np) in enumerate(draws):
+                    zp = torch.from_numpy(zp_np).to(getattr(torch, dtype))
+                    zq = torch.from_numpy(zq_np).to(getattr(torch, dtype)).requires_grad_(True)
+                    log_p, log_q = torch.log_softmax(zp, -1), torch.log_softmax(zq, -1)
+                    value = (log_p.exp() * (log_p - log_q)).sum()
+                    (grad,) = torch.autograd.grad(value, zq)
+                    p, q = torch.softmax(zp, -1), torch.softmax(zq.detach(), -1)
+                    ratio = torch.where(p > 0, p * torch.log(p / q), torch.zeros_like(p)).sum()
+                    p64, q64 = torch.softmax(zp.double(), -1), torch.softmax(zq.detach().double(), -1)
+                    reference = kl_divergence(p64.numpy(), q64.numpy(), normalize=True)
+                    grad_ref = q64 - p64
+                    errs["log-space"][j] = abs(float(value.detach()) - reference) / reference
+                    errs["ratio"][j] = abs(float(ratio) - reference) / reference
+                    errs["gradient"][j] = float((grad.double() - grad_ref).norm() / grad_ref.norm())
+                out[(dtype, float(delta))] = errs
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -377,3 +377,132 @@ def test_reverse_kl_hessian_matches_finite_differences_and_the_wide_fit_is_a_min
     assert low == pytest.approx(0.139, abs=1e-3) and high == pytest.approx(9.83, abs=1e-2)
     with pytest.raises(ValueError):
         asym.reverse_kl_hessian([0.0, 1.0], 1.0, **MIX)
+
+
+# ------------------------------------------------------------------ factorised fits of a correlated Gaussian
+MEAN_2D = np.array([1.0, -0.5, 2.0])
+COV_3D = np.array([[1.0, 0.6, -0.3], [0.6, 2.0, 0.5], [-0.3, 0.5, 1.5]])
+
+
+def factorised_kl(theta, direction, mean, cov):
+    """D between N(mean, cov) and a diagonal Gaussian, by the general formula with numpy's inverse and slogdet."""
+    d = mean.size
+    m, var = theta[:d], np.exp(2 * theta[d:])
+    if direction == "reverse":  # D(Q || P)
+        inv = np.linalg.inv(cov)
+        diff = m - mean
+        return 0.5 * (np.sum(np.diag(inv) * var) + diff @ inv @ diff - d + np.linalg.slogdet(cov)[1]
+                      - np.sum(np.log(var)))
+    diff = mean - m  # D(P || Q)
+    return 0.5 * (np.sum(np.diag(cov) / var) + np.sum(diff**2 / var) - d + np.sum(np.log(var))
+                  - np.linalg.slogdet(cov)[1])
+
+
+@pytest.mark.parametrize("direction", ["reverse", "forward"])
+def test_factorised_fits_minimise_the_kl_numerically_in_three_dimensions(direction):
+    means, sds = asym.factorised_gaussian_fit(MEAN_2D, COV_3D, direction)
+    for seed in range(3):
+        x0 = np.random.default_rng(seed).normal(size=6)
+        found = optimize.minimize(factorised_kl, x0, args=(direction, MEAN_2D, COV_3D), method="BFGS",
+                                  options={"gtol": 1e-10})
+        np.testing.assert_allclose(found.x[:3], means, atol=1e-5)
+        np.testing.assert_allclose(np.exp(found.x[3:]), sds, rtol=1e-5)
+
+
+def test_factorised_fits_in_two_dimensions_are_conditional_and_marginal_variances():
+    s1, s2, rho = 1.3, 0.4, -0.8
+    cov = np.array([[s1**2, rho * s1 * s2], [rho * s1 * s2, s2**2]])
+    _, rev = asym.factorised_gaussian_fit([0.0, 0.0], cov, "reverse")
+    _, fwd = asym.factorised_gaussian_fit([0.0, 0.0], cov, "forward")
+    np.testing.assert_allclose(rev**2, np.array([s1**2, s2**2]) * (1 - rho**2), rtol=1e-12)
+    np.testing.assert_allclose(fwd, [s1, s2], rtol=1e-12)
+    # both minima equal the mutual information -1/2 log(1 - rho^2), by kl_mvn
+    from klcourse.gaussians import kl_mvn
+
+    mi = -0.5 * math.log(1 - rho**2)
+    assert kl_mvn(np.zeros(2), np.diag(rev**2), np.zeros(2), cov) == pytest.approx(mi, rel=1e-12)
+    assert kl_mvn(np.zeros(2), cov, np.zeros(2), np.diag(fwd**2)) == pytest.approx(mi, rel=1e-12)
+
+
+def test_mean_field_updates_converge_to_the_mean_at_rate_rho_squared():
+    cov = np.array([[1.0, 0.54], [0.54, 0.36]])  # rho = 0.9
+    path = asym.mean_field_updates([1.0, -0.5], cov, [-1.0, 0.5], sweeps=30)
+    assert path.shape == (61, 2)
+    assert np.array_equal(path[1][1], path[0][1])  # one coordinate per step
+    errors = np.abs(path[2::2, 0] - 1.0)
+    np.testing.assert_allclose(errors[1:] / errors[:-1], 0.81, rtol=1e-6)
+    # each step is the exact minimiser of D(Q || P) in that coordinate's mean (finite differences)
+    inv = np.linalg.inv(cov)
+    m = path[3]
+    assert (inv @ (m - np.array([1.0, -0.5])))[0] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [
+    {"mean": [0.0, 0.0], "cov": [[1.0, 2.0], [2.0, 1.0]]},  # not positive definite
+    {"mean": [0.0, 0.0], "cov": [[1.0, 0.5], [0.4, 1.0]]},  # not symmetric
+    {"mean": [0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]},
+])
+def test_bad_factorised_inputs_raise_value_error(bad):
+    with pytest.raises(ValueError):
+        asym.factorised_gaussian_fit(bad["mean"], bad["cov"], "reverse")
+    with pytest.raises(ValueError, match="direction"):
+        asym.factorised_gaussian_fit([0.0, 0.0], np.eye(2), "sideways")
+
+
+# ------------------------------------------------------------------ alpha-divergence fits
+def quad_alpha(mu, sigma, mix, alpha):
+    def integrand(x):
+        return math.exp(alpha * scalar_mixture_logpdf(x, **mix) + (1 - alpha) * scalar_normal_logpdf(x, mu, sigma))
+
+    integral = quad(integrand, -30.0, 30.0, points=[*mix["means"], mu])
+    return (1 - integral) / (alpha * (1 - alpha))
+
+
+@pytest.mark.parametrize(("mu", "sigma", "alpha"), [(0.5, 2.0, 0.5), (2.5, 0.9, 0.2), (-1.0, 3.0, 0.8)])
+def test_alpha_divergence_matches_adaptive_quadrature(mu, sigma, alpha):
+    value = asym.alpha_divergence_gaussian(mu, sigma, **MIX, alpha=alpha)
+    assert value == pytest.approx(quad_alpha(mu, sigma, MIX, alpha), rel=1e-9)
+
+
+def test_alpha_divergence_ends_are_the_two_kls_and_the_limits_agree():
+    for mu, sigma in [(0.5, 2.0), (3.0, 0.8)]:
+        assert asym.alpha_divergence_gaussian(mu, sigma, **MIX, alpha=0.0) == pytest.approx(
+            quad_reverse_kl(mu, sigma, MIX), rel=1e-9)
+        assert asym.alpha_divergence_gaussian(mu, sigma, **MIX, alpha=1.0) == pytest.approx(
+            quad_forward_kl(mu, sigma, MIX), rel=1e-9)
+        assert asym.alpha_divergence_gaussian(mu, sigma, **MIX, alpha=1e-6) == pytest.approx(
+            quad_reverse_kl(mu, sigma, MIX), rel=1e-4)
+        assert asym.alpha_divergence_gaussian(mu, sigma, **MIX, alpha=1 - 1e-6) == pytest.approx(
+            quad_forward_kl(mu, sigma, MIX), rel=1e-4)
+
+
+def test_alpha_fits_end_at_forward_and_reverse_fits(example_fits):
+    (mu1, s1, _), = asym.fit_alpha_gaussian(**MIX, alpha=1.0, starts=[(0.0, 1.0)])
+    assert (mu1, s1) == pytest.approx(asym.fit_forward_gaussian(**MIX), abs=1e-6)
+    ends = asym.fit_alpha_gaussian(**MIX, alpha=0.0, starts=[f.start for f in example_fits])
+    for mu0, s0, v0 in ends:  # every minimum L-BFGS finds is one of Adam's (a start may roll elsewhere)
+        fit = min(example_fits, key=lambda f: abs(f.mu - mu0) + abs(f.sigma - s0))
+        assert (mu0, s0) == pytest.approx((fit.mu, fit.sigma), abs=1e-3)
+        assert v0 == pytest.approx(fit.kl, rel=1e-6)
+    assert min(v for *_, v in ends) == pytest.approx(min(f.kl for f in example_fits), rel=1e-8)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.6])
+def test_alpha_fit_satisfies_minkas_moment_condition(alpha):
+    # at a stationary point, q matches the mean and variance of p^alpha q^(1-alpha), normalised (Minka 2005)
+    fits = asym.fit_alpha_gaussian(**MIX, alpha=alpha, starts=[(0.0, 4.0), (3.0, 0.8)])
+    for mu, sigma, _ in fits:
+        def tilted(x, power, mu=mu, sigma=sigma):
+            log_t = alpha * scalar_mixture_logpdf(x, **MIX) + (1 - alpha) * scalar_normal_logpdf(x, mu, sigma)
+            return x**power * math.exp(log_t)
+
+        z = [quad(lambda x, k=k: tilted(x, k), -30.0, 30.0, points=[-3.0, 3.0, mu]) for k in range(3)]
+        mean = z[1] / z[0]
+        assert mean == pytest.approx(mu, abs=1e-6)
+        assert z[2] / z[0] - mean**2 == pytest.approx(sigma**2, rel=1e-6)
+
+
+def test_bad_alpha_raises_value_error():
+    for alpha in (-0.5, 1.5, float("nan"), "half", True):
+        with pytest.raises(ValueError, match="alpha"):
+            asym.fit_alpha_gaussian(**MIX, alpha=alpha, starts=[(0.0, 1.0)])

@@ -292,3 +292,110 @@ def test_k1_needs_about_199_times_as_many_samples_for_the_close_pair():
     assert round(v["k1"] / v["k3"]) == 199  # not 208, the single-seed measurement the chapter once quoted
     with pytest.raises(ValueError):
         gaussian_shift_variances(math.nan)
+
+
+# ------------------------------------------------------------------ the other direction; control-variate coefficient
+from klcourse.estimators import (  # noqa: E402
+    control_variate_estimates,
+    fitted_coefficient,
+    forward_kl_estimates,
+    gaussian_shift_control_variate,
+    kl_estimates,
+)
+
+
+def test_forward_estimator_is_unbiased_by_exact_enumeration():
+    # E_Q[r log r - (r - 1)] summed over every outcome with weight q equals D(P || Q) (scipy.stats.entropy)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        p, q = rng.dirichlet(np.ones(6)), rng.dirichlet(np.ones(6))
+        p[0] = 0.0
+        p /= p.sum()
+        per_outcome = forward_kl_estimates(np.log(q)[:, None], np.log(p, where=p > 0, out=np.full(6, -np.inf))[:, None])
+        assert float(q @ per_outcome) == pytest.approx(stats.entropy(p, q), rel=1e-12)
+
+
+def test_forward_terms_are_non_negative_and_accurate_near_zero():
+    log_r = np.concatenate([np.linspace(-30, 5, 2001), np.geomspace(1e-12, 0.3, 200), -np.geomspace(1e-12, 0.3, 200),
+                            [-np.inf, 0.0]])
+    values = forward_kl_estimates(np.zeros((log_r.size, 1)), log_r[:, None])
+    assert np.all(values >= 0)
+    with mpmath.workdps(50):
+        for lr, v in zip(log_r, values, strict=True):
+            if np.isfinite(lr):
+                exact = float(mpmath.mpf(lr) * mpmath.exp(lr) - mpmath.expm1(lr))
+                assert v == pytest.approx(exact, rel=1e-13, abs=1e-300)
+            else:
+                assert v == 1.0  # r = 0: 0 log 0 - (0 - 1)
+
+
+def test_forward_estimate_matches_the_closed_form_on_many_draws():
+    x = np.random.default_rng(3).normal(0.0, 1.0, 400_000)
+    log_q, log_p = stats.norm.logpdf(x), stats.norm.logpdf(x, 1.0, 0.8)
+    exact = gaussian_kl(1.0, 0.8, 0.0, 1.0)  # D(P || Q)
+    assert forward_kl_estimates(log_q, log_p) == pytest.approx(exact, rel=5e-3)
+    assert forward_kl_estimates(log_q, log_p + 5.0, self_normalised=True) == pytest.approx(exact, rel=5e-3)
+
+
+def test_self_normalised_ignores_the_constant_and_is_never_negative():
+    rng = np.random.default_rng(4)
+    log_q, log_p = rng.normal(size=(300, 5)), rng.normal(size=(300, 5))
+    base = forward_kl_estimates(log_q, log_p, self_normalised=True)
+    np.testing.assert_allclose(forward_kl_estimates(log_q, log_p - 40.0, self_normalised=True), base, rtol=1e-10)
+    assert np.all(base >= 0)
+    # by hand for one batch: weights normalised to mean 1
+    w = np.exp(log_p[0] - log_q[0])
+    r_hat = w / w.mean()
+    assert base[0] == pytest.approx(np.mean(r_hat * np.log(r_hat)), rel=1e-12)
+    with pytest.raises(ValueError, match="weight"):
+        forward_kl_estimates([0.0, 0.0], [-np.inf, -np.inf], self_normalised=True)
+
+
+def test_control_variate_family_contains_k1_and_k3():
+    rng = np.random.default_rng(5)
+    log_q, log_p = rng.normal(size=(50, 20)), rng.normal(size=(50, 20))
+    np.testing.assert_allclose(control_variate_estimates(log_q, log_p, 0.0), kl_estimates(log_q, log_p, estimator="k1"))
+    np.testing.assert_allclose(control_variate_estimates(log_q, log_p, 1.0), kl_estimates(log_q, log_p, estimator="k3"),
+                               rtol=1e-9)
+    with pytest.raises(ValueError, match="lam"):
+        control_variate_estimates(log_q, log_p, "best")
+
+
+def test_fitted_coefficient_is_numpys_covariance_ratio():
+    rng = np.random.default_rng(6)
+    log_r = rng.normal(-0.2, 0.6, size=(4, 30))
+    lam = fitted_coefficient(np.zeros_like(log_r), log_r)
+    for row, value in zip(log_r, lam, strict=True):
+        cov = np.cov(row, np.exp(row))
+        assert value == pytest.approx(cov[0, 1] / cov[1, 1], rel=1e-10)
+
+
+@pytest.mark.parametrize("delta", [0.3, 1.0, 1.4])
+def test_gaussian_lambda_star_and_variances_match_quadrature(delta):
+    cv = gaussian_shift_control_variate(delta)
+
+    def moment(f):
+        return integrate.quad(lambda x: stats.norm.pdf(x) * f(x), -40, 40, epsabs=1e-14, epsrel=1e-12, limit=200)[0]
+
+    def log_r(x):
+        return delta * x - delta**2 / 2
+
+    cov = moment(lambda x: log_r(x) * math.exp(log_r(x))) - moment(log_r) * moment(lambda x: math.exp(log_r(x)))
+    var_r = moment(lambda x: math.exp(2 * log_r(x))) - 1.0
+    assert cv["lambda_star"] == pytest.approx(cov / var_r, rel=1e-8)
+    lam = cv["lambda_star"]
+    mean_k = delta**2 / 2
+    var_star = moment(lambda x: (-log_r(x) + lam * math.expm1(log_r(x)) - mean_k) ** 2)
+    assert cv["var_star"] == pytest.approx(var_star, rel=1e-7)
+    assert float(cv["variance"](1.0)) == pytest.approx(cv["var_k3"], rel=1e-12)
+    assert float(cv["variance"](0.0)) == pytest.approx(cv["var_k1"], rel=1e-12)
+    # lambda* is the minimum of the parabola
+    grid = np.linspace(lam - 0.5, lam + 0.5, 1001)
+    assert np.all(cv["variance"](grid) >= cv["var_star"] - 1e-15)
+
+
+def test_only_lambda_one_keeps_every_term_non_negative():
+    r = np.geomspace(1e-6, 1e6, 20001)
+    for lam in (0.5, 0.9, 1.1, 2.0):
+        assert np.min(-np.log(r) + lam * (r - 1)) < 0
+    assert np.min(-np.log(r) + (r - 1)) >= 0

@@ -41,9 +41,9 @@ def kl_normal_quad(mu0, var0, mu1, var1):
     return integrate.quad(integrand, mu0 - 40 * s0, mu0 + 40 * s0, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
 
 
-def test_six_exercises_of_mixed_kinds_are_registered():
+def test_seven_exercises_of_mixed_kinds_are_registered():
     exercises = list_exercises("asymmetry")
-    assert len(exercises) == 6
+    assert len(exercises) == 7
     assert {e.kind for e in exercises} >= {"array", "number", "function", "predict", "choice", "counterexample"}
 
 
@@ -274,3 +274,49 @@ def test_infinite_one_way_names_misconceptions(pair, name):
 def test_infinite_one_way_invalid_answers_are_explained(bad):
     fb = evaluate("asymmetry.infinite-one-way", bad)
     assert not fb.passed and fb.status == "invalid"
+
+
+# ------------------------------------------------------------------ mean-field-variance
+def mean_field_by_inversion():
+    """1 / (Σ⁻¹)₁₁ by scipy's inverse of the covariance written out entry by entry."""
+    from scipy import linalg
+
+    (s1, s2), rho = ex.MEAN_FIELD_SDS, ex.MEAN_FIELD_RHO
+    cov = [[s1**2, rho * s1 * s2], [rho * s1 * s2, s2**2]]
+    return 1.0 / linalg.inv(cov)[0, 0]
+
+
+def test_mean_field_variance_accepts_inversion_and_three_figures():
+    assert evaluate("asymmetry.mean-field-variance", mean_field_by_inversion()).passed
+    assert evaluate("asymmetry.mean-field-variance", 1.15).passed  # 2.25 * 0.51 = 1.1475
+
+
+def test_mean_field_variance_is_the_conditional_variance_by_monte_carlo():
+    # the variance of z1 given z2 = 0.3, from draws near z2 = 0.3 of the joint Gaussian
+    (s1, s2), rho = ex.MEAN_FIELD_SDS, ex.MEAN_FIELD_RHO
+    rng = np.random.default_rng(0)
+    z2 = rng.normal(0.0, s2, 2_000_000)
+    z1 = rho * s1 / s2 * z2 + rng.normal(0.0, 1.0, z2.size) * np.sqrt(ex._mean_field_variance())
+    near = np.abs(z2 - 0.3) < 0.02
+    assert np.var(z1[near]) == pytest.approx(mean_field_by_inversion(), rel=0.02)
+    assert np.corrcoef(z1, z2)[0, 1] == pytest.approx(rho, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "name"),
+    [
+        (2.25, "marginal-variance"),
+        (1 / 1.1475, "precision"),
+        (math.sqrt(1.1475), "sigma-variance"),
+        (1.5 * 0.51, "sigma-variance"),
+        (2.25 * 0.3, "one-minus-rho"),
+        (0.51, "other-coordinate"),
+    ],
+)
+def test_mean_field_variance_names_misconceptions(wrong, name):
+    assert_misconception("asymmetry.mean-field-variance", wrong, name)
+
+
+def test_mean_field_variance_far_answer_gets_no_value():
+    fb = evaluate("asymmetry.mean-field-variance", 3.7)
+    assert not fb.passed and fb.misconception is None and "1.1475" not in fb.message and "1.15" not in fb.message

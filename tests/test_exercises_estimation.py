@@ -216,3 +216,43 @@ def test_optimal_policy_accepts_the_hand_formula_and_names_mistakes():
     assert verdict("optimal-policy", tilt_by_hand(beta, sign=-1.0)).misconception == "sign"
     assert verdict("optimal-policy", tilt_by_hand(beta, normalise=False)).misconception == "unnormalised"
     assert not verdict("optimal-policy", softmax_by_hand(ex.REF_LOGITS)).passed
+
+
+# ------------------------------------------------------------------ lambda-star
+def lambda_star_by_minimising_the_variance():
+    """The minimiser of Var(-log r + lam (r - 1)) under Q, with the moments from mpmath quadrature."""
+    d = ex.LAMBDA_DELTA
+
+    def moment(f):
+        return float(mpmath.quad(lambda x: mpmath.npdf(x) * f(x), [-mpmath.inf, mpmath.inf]))
+
+    mean_k = d**2 / 2
+
+    def variance(lam):
+        return moment(lambda x: (-(d * x - d**2 / 2) + lam * mpmath.expm1(d * x - d**2 / 2) - mean_k) ** 2)
+
+    return optimize.minimize_scalar(variance, bounds=(0.0, 1.5), method="bounded", options={"xatol": 1e-8}).x
+
+
+def test_lambda_star_accepts_the_minimiser_of_the_variance_and_three_figures():
+    assert verdict("lambda-star", lambda_star_by_minimising_the_variance()).passed
+    assert verdict("lambda-star", round(0.64 / math.expm1(0.64), 3)).passed
+
+
+def test_lambda_star_names_misconceptions():
+    d2 = ex.LAMBDA_DELTA**2
+    cases = {
+        "k3-coefficient": 1.0,
+        "upside-down": math.expm1(d2) / d2,
+        "delta-not-squared": ex.LAMBDA_DELTA / math.expm1(ex.LAMBDA_DELTA),
+        "forgot-minus-one": d2 / math.exp(d2),
+        "sign": -d2 / math.expm1(d2),
+    }
+    for name, wrong in cases.items():
+        fb = verdict("lambda-star", wrong)
+        assert not fb.passed and fb.misconception == name, (name, fb.message)
+
+
+def test_lambda_star_far_answer_does_not_reveal_the_value():
+    fb = verdict("lambda-star", 0.2)
+    assert not fb.passed and fb.misconception is None and "0.714" not in fb.message

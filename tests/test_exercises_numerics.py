@@ -22,7 +22,7 @@ from klcourse.numerics import kl_bernoulli
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "05_numerics.ipynb"
 IDS = {"numerics.kl-bernoulli", "numerics.kl-div-batch", "numerics.clip-predict", "numerics.logsumexp",
-       "numerics.negative-textbook", "numerics.digits-lost"}
+       "numerics.negative-textbook", "numerics.digits-lost", "numerics.bf16-roundoff"}
 
 
 def assert_misconception(exercise_id, answer, name):
@@ -361,3 +361,33 @@ def test_kl_bernoulli_hidden_cases():
         assert checker.judge(checker.run(kl_bernoulli_with_psi, cases), cases).passed
         naive = checker.judge(checker.run(kl_bernoulli_naive, cases), cases)
         assert naive.misconception in ("cancellation", None) and not naive.passed
+
+
+# --------------------------------------------------------------------------- bf16-roundoff
+def measured_bf16_roundoff():
+    """The largest relative error of rounding 200 000 random numbers to bfloat16, measured with torch."""
+    x = torch.from_numpy(np.random.default_rng(0).uniform(1.0, 2.0, 200_000))
+    rounded = x.to(torch.bfloat16).double()
+    return float(((rounded - x).abs() / x).max())
+
+
+def test_bf16_roundoff_is_the_measured_largest_rounding_error():
+    measured = measured_bf16_roundoff()
+    assert 0.99 * ex._bf16_roundoff() < measured <= ex._bf16_roundoff()  # the bound is attained, up to sampling
+    assert evaluate("numerics.bf16-roundoff", torch.finfo(torch.bfloat16).eps / 2).passed
+    assert evaluate("numerics.bf16-roundoff", 0.00391).passed
+
+
+@pytest.mark.parametrize(("wrong", "name"), [
+    (torch.finfo(torch.bfloat16).eps, "epsilon-not-u"),
+    (torch.finfo(torch.float16).eps / 2, "float16"),
+    (torch.finfo(torch.float32).eps / 2, "float32"),
+    (2.0**-9, "implicit-bit-twice"),
+])
+def test_bf16_roundoff_names_misconceptions(wrong, name):
+    assert_misconception("numerics.bf16-roundoff", wrong, name)
+
+
+def test_bf16_roundoff_far_answer_does_not_reveal_the_value():
+    fb = evaluate("numerics.bf16-roundoff", 0.1)
+    assert not fb.passed and fb.misconception is None and "0.0039" not in fb.message

@@ -12,8 +12,9 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 import pytest
+import torch
 from scipy import integrate, stats
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax, logsumexp, softmax
 
 from klcourse import kl_divergence, kl_normal
 from klcourse import numerics as nm
@@ -397,3 +398,39 @@ def test_rel_entr_error_stays_within_the_discrete_condition_number():
     ratio = {k: nm.relative_errors(v, ref) / (kappa * EPS / 2) for k, v in vals.items()}
     assert np.max(ratio["SciPy rel_entr(p, q).sum()"]) < 10
     assert np.median(ratio["textbook sum(p log(p/q))"][1:]) > 1e3
+
+
+# --------------------------------------------------------------------------- float16 and bfloat16
+def test_unit_roundoffs_are_the_measured_largest_rounding_errors():
+    x = torch.from_numpy(np.random.default_rng(1).uniform(1.0, 2.0, 100_000))
+    for dtype in nm.LOW_PRECISION_DTYPES[1:]:
+        measured = float(((x.to(getattr(torch, dtype)).double() - x).abs() / x).max())
+        assert 0.98 * nm.unit_roundoff(dtype) < measured <= nm.unit_roundoff(dtype)
+    assert nm.unit_roundoff("float64") == 2.0**-53
+    with pytest.raises(ValueError):
+        nm.unit_roundoff("int8")
+
+
+def test_low_precision_references_agree_with_mpmath_and_autograd():
+    # float64 errors are tiny against a 50-digit reference: the float64 reference is trustworthy
+    errs = nm.low_precision_errors(deltas=(0.1,), dtypes=("float64",), n_classes=50, n_draws=2, seed=3)
+    assert np.all(errs[("float64", 0.1)]["log-space"] < 1e-12)
+    rng = np.random.default_rng(3)
+    for _ in range(2):  # the reference route, kl_divergence of float64 softmaxes, against 50 digits
+        zp = 2 * rng.standard_normal(50)
+        zq = zp + 0.1 * rng.standard_normal(50)
+        p, q = (np.exp(z - logsumexp(z)) for z in (zp, zq))
+        reference = float(nm.mp_kl_discrete(p, q))
+        assert kl_divergence(p, q, normalize=True) == pytest.approx(reference, rel=1e-12)
+        # the gradient of D(P || softmax(z_q)) in z_q is q - p: check by autograd in float64
+        zq_t = torch.tensor(zq, requires_grad=True)
+        lp, lq = torch.log_softmax(torch.tensor(zp), -1), torch.log_softmax(zq_t, -1)
+        (lp.exp() * (lp - lq)).sum().backward()
+        np.testing.assert_allclose(zq_t.grad.numpy(), q - p, atol=1e-15)
+
+
+def test_half_precision_gradient_outlives_the_value():
+    errs = nm.low_precision_errors(deltas=(0.01,), dtypes=("bfloat16", "float16"), n_classes=500, n_draws=4)
+    for dtype in ("bfloat16", "float16"):
+        e = errs[(dtype, 0.01)]
+        assert np.median(e["log-space"]) > 10 * np.median(e["gradient"])

@@ -14,7 +14,12 @@ import math
 
 import numpy as np
 
-from klcourse.asymmetry import EXAMPLE_MIXTURE, fit_forward_gaussian, fit_reverse_gaussian
+from klcourse.asymmetry import (
+    EXAMPLE_MIXTURE,
+    factorised_gaussian_fit,
+    fit_forward_gaussian,
+    fit_reverse_gaussian,
+)
 from klcourse.divergences import kl_divergence
 from klcourse.exercises.checkers import (
     KL_NEVER_NEGATIVE,
@@ -51,6 +56,10 @@ WIDE_OR_NARROW_STARTS = ((-3.0, 1.0), (0.5, 0.5), (0.0, 3.0), (3.0, 1.0))
 #: ``asymmetry.which-basin``: a new start (mu, sigma) for the reverse fit on the chapter's example target.
 BASIN_START = (-1.0, 3.0)
 BASIN_OPTIONS = ("left", "right", "wide")
+
+#: ``asymmetry.mean-field-variance``: a correlated 2-D Gaussian target, standard deviations and correlation.
+MEAN_FIELD_SDS = (1.5, 1.0)
+MEAN_FIELD_RHO = 0.7
 
 
 # --------------------------------------------------------------------------- asymmetry.both-directions
@@ -254,4 +263,42 @@ register(
     checker=predicate(_infinite_one_way, tolerance=conditions(
         "Accepted: two probability vectors of the same length with D(P‖Q) finite and D(Q‖P) = inf; "
         "exact zeros decide it, no tolerance.")),
+)
+
+
+# --------------------------------------------------------------------------- asymmetry.mean-field-variance
+def _mean_field_cov() -> np.ndarray:
+    s1, s2 = MEAN_FIELD_SDS
+    off = MEAN_FIELD_RHO * s1 * s2
+    return np.array([[s1 * s1, off], [off, s2 * s2]])
+
+
+def _mean_field_variance() -> float:
+    return float(factorised_gaussian_fit(np.zeros(2), _mean_field_cov(), "reverse")[1][0] ** 2)
+
+
+register(
+    "asymmetry.mean-field-variance",
+    title="The variance of a mean-field (reverse-KL) factor of a correlated Gaussian",
+    kind="number",
+    checker=number(
+        _mean_field_variance,
+        sigfigs=3,
+        unit=None,
+        misconceptions=[
+            Misconception("marginal-variance", lambda: MEAN_FIELD_SDS[0] ** 2,
+                          "That is the marginal variance σ₁², which the forward-KL fit matches. The reverse fit "
+                          "takes the variance of z₁ given z₂, which is smaller when the coordinates are "
+                          "correlated."),
+            Misconception("precision", lambda: 1.0 / _mean_field_variance(),
+                          "That looks like the precision Λ₁₁ (the (1,1) entry of the inverse covariance); the "
+                          "variance of the factor is its reciprocal."),
+            sigma_for_variance(lambda: math.sqrt(_mean_field_variance())),
+            sigma_for_variance(lambda: MEAN_FIELD_SDS[0] * (1 - MEAN_FIELD_RHO**2)),
+            Misconception("one-minus-rho", lambda: MEAN_FIELD_SDS[0] ** 2 * (1 - MEAN_FIELD_RHO),
+                          "The conditional variance shrinks by 1 − ρ², not 1 − ρ."),
+            Misconception("other-coordinate", lambda: MEAN_FIELD_SDS[1] ** 2 * (1 - MEAN_FIELD_RHO**2),
+                          "That is the variance of the other factor, q₂(z₂): use σ₁ for q₁."),
+        ],
+    ),
 )

@@ -23,7 +23,7 @@ from scipy.special import log_softmax, softmax
 from scipy.stats import norm
 
 from klcourse.divergences import kl_divergence
-from klcourse.estimators import kl_regularised_optimum, mc_kl
+from klcourse.estimators import gaussian_shift_control_variate, kl_regularised_optimum, mc_kl
 from klcourse.exercises.checkers import (
     KL_NEVER_NEGATIVE,
     Case,
@@ -69,6 +69,9 @@ POLICY_LOGITS = (0.9, 1.0, 0.2, 1.6, 0.3, 2.3, 0.4, 2.2, -0.2, -0.6)
 
 #: optimal-policy: the KL-penalty strength of the exercise (the rewards and pi_ref are the chapter's)
 EX_BETA = 0.5
+
+#: lambda-star: the mean shift delta of P = N(delta, 1) against Q = N(0, 1)
+LAMBDA_DELTA = 0.8
 
 
 def reference_policy() -> np.ndarray:
@@ -372,6 +375,43 @@ register(
             Misconception("unnormalised", lambda: reference_policy() * np.exp(np.array(REWARDS) / EX_BETA),
                           "These weights have the right shape but do not sum to 1: divide by Z = Σ π_ref(a) "
                           "exp(R(a)/β)."),
+        ],
+    ),
+)
+
+
+# --------------------------------------------------------------------------- estimation.lambda-star
+def lambda_star_expected() -> float:
+    """Cov(log r, r) / Var(r) = delta^2 / (e^{delta^2} - 1) for Q = N(0, 1), P = N(delta, 1)."""
+    return float(gaussian_shift_control_variate(LAMBDA_DELTA)["lambda_star"])
+
+
+def _d2() -> float:
+    return LAMBDA_DELTA**2
+
+
+register(
+    "estimation.lambda-star",
+    title="The variance-optimal control-variate coefficient, by hand",
+    kind="number",
+    checker=number(
+        lambda_star_expected,
+        sigfigs=3,
+        unit=None,
+        misconceptions=[
+            Misconception("k3-coefficient", 1.0,
+                          "1 is k3's coefficient, which is optimal only in the limit r → 1 (δ → 0). Compute "
+                          "Cov(log r, r) / Var(r) for this δ."),
+            Misconception("upside-down", lambda: math.expm1(_d2()) / _d2(),
+                          "The ratio is upside down: λ* = Cov(log r, r) / Var(r), with the variance of the "
+                          "control variate in the denominator."),
+            Misconception("delta-not-squared", lambda: LAMBDA_DELTA / math.expm1(LAMBDA_DELTA),
+                          "Use δ², not δ: Cov(log r, r) = δ² and Var(r) = e^(δ²) − 1."),
+            Misconception("forgot-minus-one", lambda: _d2() / math.exp(_d2()),
+                          "Var(r) = E[r²] − (E[r])² = e^(δ²) − 1: the − 1 is missing (E_Q[r] = 1)."),
+            Misconception("sign", lambda: -lambda_star_expected(),
+                          "The sign is off: with k_λ = −log r + λ(r − 1), the variance is smallest at "
+                          "λ* = +Cov(log r, r) / Var(r), and Cov(log r, r) = δ² > 0."),
         ],
     ),
 )

@@ -284,6 +284,14 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Take a few outcomes, P zero on one of them, Q strictly positive everywhere, and check "
         "kl_divergence(p, q) and kl_divergence(q, p).",
     ),
+    "asymmetry.mean-field-variance": (
+        "The reverse-KL factor q₁ is the Gaussian whose log-density is E_q₂[log p(z)] up to a constant: its "
+        "precision is the (1,1) entry Λ₁₁ of the target's precision matrix Λ = Σ⁻¹.",
+        "1/Λ₁₁ is the variance of z₁ given z₂ (the conditional variance), not the marginal variance σ₁². In two "
+        "dimensions it is σ₁² times a factor that depends only on ρ.",
+        "Build Σ = [[σ₁², ρσ₁σ₂], [ρσ₁σ₂, σ₂²]], invert it with np.linalg.inv and take 1 / its (0, 0) entry; "
+        "or compute σ₁²(1 − ρ²) directly.",
+    ),
     # ------------------------------------------------------------------ 5. numerics
     "numerics.kl-bernoulli": (
         "Two outcomes with probabilities (a, 1 − a) and (b, 1 − b): apply the chapter's stable form of the "
@@ -329,6 +337,13 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Cross-check with the error model: the formula's absolute error is about ε (float64's machine epsilon) "
         "while the divergence is of order δ², so the relative error is about ε/δ².",
         "Compute np.finfo(float).eps / 1e-12, take −log10 of it, and pick the option nearest to that.",
+    ),
+    "numerics.bf16-roundoff": (
+        "With t significant bits, the numbers between 1 and 2 are spaced 2^(1 − t) apart: that spacing is "
+        "machine epsilon.",
+        "Rounding to the nearest representable number errs by at most half a spacing, relative to the number: "
+        "u = eps / 2.",
+        "bfloat16 has t = 8 significant bits; torch.finfo(torch.bfloat16).eps gives eps to check your u.",
     ),
     # ------------------------------------------------------------------ 6. VAE
     "vae.kl-batch": (
@@ -501,6 +516,13 @@ HINTS: dict[str, tuple[str, ...]] = {
         "the probabilities sum to one.",
         "weights = reference · np.exp(np.array(est_data.REWARDS) / est_data.EX_BETA), divided by their sum; "
         "with large rewards, subtract the maximum of R/β before exponentiating.",
+    ),
+    "estimation.lambda-star": (
+        "The variance of k_λ = −log r + λ(r − 1) is a parabola in λ: Var log r − 2λ·Cov(log r, r) + λ²·Var r. "
+        "Where is its minimum?",
+        "Setting the derivative to zero gives λ* = Cov(log r, r) / Var(r). For this pair both are functions of "
+        "δ² only.",
+        "With d2 = δ²: λ* = d2 / (e^d2 − 1); np.expm1(d2) computes the denominator.",
     ),
 }
 

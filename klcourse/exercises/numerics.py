@@ -354,3 +354,36 @@ __all__ = [
     "kl_div_batch_expected",
     "textbook_digits",
 ]
+
+
+# --------------------------------------------------------------------------- numerics.bf16-roundoff
+#: bfloat16: significant bits (7 stored fraction bits + the implicit leading 1)
+BF16_SIGNIFICANT_BITS = 8
+
+
+def _bf16_roundoff() -> float:
+    return 2.0 ** -BF16_SIGNIFICANT_BITS
+
+
+register(
+    "numerics.bf16-roundoff",
+    title="The unit roundoff of bfloat16",
+    kind="number",
+    checker=number(
+        _bf16_roundoff,
+        sigfigs=3,
+        unit=None,
+        misconceptions=[
+            Misconception("epsilon-not-u", lambda: 2 * _bf16_roundoff(),
+                          "That is machine epsilon, the gap between 1 and the next bfloat16. Rounding to the "
+                          "nearest number errs by at most half a gap: u = eps / 2."),
+            Misconception("float16", 2.0**-11,
+                          "That is float16's unit roundoff (11 significant bits). bfloat16 trades precision for "
+                          "range: it keeps only 8."),
+            Misconception("float32", 2.0**-24, "That is float32's unit roundoff (24 significant bits)."),
+            Misconception("implicit-bit-twice", lambda: _bf16_roundoff() / 2,
+                          "One bit too many: bfloat16 has 8 significant bits in all, the 7 stored fraction bits "
+                          "plus the implicit leading 1."),
+        ],
+    ),
+)
