@@ -1,0 +1,363 @@
+/* klcourse interactive figures: plain JavaScript, no library, no network, no kernel.
+ *
+ * Each figure is a <div class="kl-widget" data-kl-widget="NAME" hidden> placed in a chapter next to the static
+ * figure it extends; this script fills it in and unhides it (with scripts off the reader sees the static figure
+ * alone; in print the widgets are hidden by klwidgets.css). Every input is a native, labelled
+ * <input type="range"> (keyboard and touch); the numbers are written into one aria-live region. Each shown
+ * number is a <span data-kl-out="..."> whose data-value holds the full double (tests/site/test_widgets.py
+ * compares both with klcourse).
+ *
+ * The formulas are the library's stable forms:
+ *  - klNormal: klcourse/gaussians.py kl_normal = phi(2x)/2 + z^2/2, x = log(s0/s1), z = (m0 - m1)/s1,
+ *    phi(u) = e^u - 1 - u >= 0 (r^2/2 - 1/2 - x once x >= 1/2, as _variance_part does);
+ *  - klDiscrete: klcourse/divergences.py kl_divergence as a sum of non-negative terms p_i phi(r_i),
+ *    phi(r) = r - log1p(r), r_i = (q_i - p_i)/p_i; p_i = 0 adds 0 (0 log 0 = 0), q_i = 0 < p_i gives inf;
+ *  - jsDiscrete: js_divergence = sum_i m_i g(t_i), t_i = (q_i - p_i)/(q_i + p_i),
+ *    g(t) = [(1+t) log(1+t) + (1-t) log(1-t)]/2 (its power series near 0, log 2 at t = +-1).
+ */
+(() => {
+  "use strict";
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const LN2 = Math.LN2;
+
+  // ------------------------------------------------------------------------------------------------ formulas
+  function expm1mx(u) {  // e^u - 1 - u, >= 0, no cancellation near 0
+    if (Math.abs(u) < 0.1) {
+      let term = u * u / 2, sum = term;
+      for (let k = 3; k < 30 && Math.abs(term) > 1e-18 * sum; k++) { term *= u / k; sum += term; }
+      return sum;
+    }
+    return Math.expm1(u) - u;
+  }
+
+  function klNormal(m0, s0, m1, s1) {
+    const r = s0 / s1, x = Math.log(r), z = (m0 - m1) / s1;
+    const width = x >= 0.5 ? (0.5 * r) * r - 0.5 - x : 0.5 * expm1mx(2 * x);
+    return width + 0.5 * z * z;
+  }
+
+  function rMinusLog1p(r) {  // r - log1p(r) >= 0 for r >= -1
+    if (r === -1) return Infinity;
+    if (Math.abs(r) < 0.25) {  // r^2/2 - r^3/3 + r^4/4 - ...
+      let power = r * r, sum = 0;
+      for (let k = 2; k < 60; k++) {
+        const term = power / k;
+        sum += k % 2 === 0 ? term : -term;
+        if (Math.abs(term) < 1e-18 * sum) break;
+        power *= r;
+      }
+      return sum;
+    }
+    return r - Math.log1p(r);
+  }
+
+  function klDiscrete(p, q) {
+    let sum = 0;
+    for (let i = 0; i < p.length; i++) {
+      if (p[i] === 0) continue;
+      if (q[i] === 0) return Infinity;
+      sum += p[i] * rMinusLog1p((q[i] - p[i]) / p[i]);
+    }
+    return sum;
+  }
+
+  function jsKernel(t) {  // [(1+t) log(1+t) + (1-t) log(1-t)] / 2
+    if (Math.abs(t) === 1) return LN2;
+    if (Math.abs(t) < 0.25) {  // sum_k t^(2k) / (2k (2k-1))
+      const v = t * t;
+      let power = v, sum = 0;
+      for (let k = 1; k < 40; k++) {
+        const term = power / (2 * k * (2 * k - 1));
+        sum += term;
+        if (term < 1e-18 * sum) break;
+        power *= v;
+      }
+      return sum;
+    }
+    return 0.5 * ((1 + t) * Math.log1p(t) + (1 - t) * Math.log1p(-t));
+  }
+
+  function jsDiscrete(p, q) {
+    let sum = 0;
+    for (let i = 0; i < p.length; i++) {
+      const s = p[i] + q[i];
+      if (s > 0) sum += 0.5 * s * jsKernel((q[i] - p[i]) / s);
+    }
+    return sum;
+  }
+
+  function tvDiscrete(p, q) {
+    let sum = 0;
+    for (let i = 0; i < p.length; i++) sum += Math.abs(p[i] - q[i]);
+    return 0.5 * sum;
+  }
+
+  function logRatioNormal(x, m0, s0, m1, s1) {  // log N(x; m0, s0^2) - log N(x; m1, s1^2), no underflow
+    const a = (x - m0) / s0, b = (x - m1) / s1;
+    return Math.log(s1 / s0) - 0.5 * a * a + 0.5 * b * b;
+  }
+
+  function normalPdf(x, m, s) {
+    const a = (x - m) / s;
+    return Math.exp(-0.5 * a * a) / (s * Math.sqrt(2 * Math.PI));
+  }
+
+  // ------------------------------------------------------------------------------------------------ display
+  function fmt(x) {
+    if (x === Infinity) return "∞";
+    if (x === -Infinity) return "−∞";
+    if (x === 0) return "0";
+    const a = Math.abs(x);
+    const text = a >= 1e-3 && a < 1e5 ? x.toPrecision(4) : x.toExponential(3).replace("e+", "e");
+    return text.replace("-", "−");
+  }
+
+  function el(tag, attrs, parent, text) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    if (text !== undefined) node.textContent = text;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function svgEl(tag, attrs, parent) {
+    const node = document.createElementNS(SVGNS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  let uid = 0;
+
+  function slider(parent, key, label, min, max, step, value, digits) {
+    const id = `kl-w-${key}-${++uid}`;
+    const row = el("div", {class: "kl-w-row"}, parent);
+    el("label", {for: id}, row, label);
+    const input = el("input", {type: "range", id, min, max, step, value, "data-kl-in": key}, row);
+    const shown = el("span", {class: "kl-w-val", "aria-hidden": "true"}, row);
+    const sync = () => {
+      const text = Number(input.value).toFixed(digits);
+      shown.textContent = text;
+      input.setAttribute("aria-valuetext", text);
+    };
+    input.addEventListener("input", sync);
+    sync();
+    return input;
+  }
+
+  function select(parent, key, label, options) {
+    const id = `kl-w-${key}-${++uid}`;
+    const row = el("div", {class: "kl-w-row"}, parent);
+    el("label", {for: id}, row, label);
+    const box = el("select", {id, "data-kl-in": key}, row);
+    for (const [value, text] of options) el("option", {value}, box, text);
+    return box;
+  }
+
+  function checkbox(parent, key, label) {
+    const id = `kl-w-${key}-${++uid}`;
+    const row = el("div", {class: "kl-w-row kl-w-check"}, parent);
+    const input = el("input", {type: "checkbox", id, "data-kl-in": key}, row);
+    el("label", {for: id}, row, label);
+    return input;
+  }
+
+  function output(parent, key, label) {  // "label: value", value in a span the tests read
+    const item = el("span", {class: "kl-w-item"}, parent);
+    el("span", {}, item, `${label} = `);
+    return el("span", {"data-kl-out": key, class: "kl-w-num"}, item);
+  }
+
+  function put(span, value, unit) {
+    span.dataset.value = String(value);
+    span.textContent = fmt(value) + (unit && Number.isFinite(value) ? ` ${unit}` : "");
+  }
+
+  // A line plot drawn at the container's own pixel width, so that its 12 px text stays 12 px on a phone.
+  function plot(parent, label, height) {
+    const svg = svgEl("svg", {class: "kl-w-plot", role: "img", "aria-label": label, height}, parent);
+    return {svg, height, width: () => Math.max(240, Math.round(parent.clientWidth || 600))};
+  }
+
+  function drawLines(fig, xs, series, opts) {
+    const svg = fig.svg, W = fig.width(), H = fig.height, left = 12, right = 8, top = 8, bottom = 26;
+    svg.setAttribute("width", W);
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    let lo = 0, hi = 0;
+    for (const s of series) for (const y of s.ys) if (Number.isFinite(y)) { lo = Math.min(lo, y); hi = Math.max(hi, y); }
+    if (hi === lo) hi = lo + 1;
+    const x0 = xs[0], x1 = xs[xs.length - 1];
+    const X = (x) => left + (x - x0) / (x1 - x0) * (W - left - right);
+    const Y = (y) => top + (hi - Math.min(hi, Math.max(lo, y))) / (hi - lo) * (H - top - bottom);
+    svgEl("line", {x1: left, x2: W - right, y1: Y(0), y2: Y(0), class: "kl-w-axis"}, svg);
+    for (let t = Math.ceil(x0); t <= x1; t += opts.tick) {
+      svgEl("line", {x1: X(t), x2: X(t), y1: H - bottom, y2: H - bottom + 4, class: "kl-w-axis"}, svg);
+      const label = svgEl("text", {x: X(t), y: H - 8, class: "kl-w-tick"}, svg);
+      label.textContent = String(t).replace("-", "−");
+    }
+    for (const s of series) {
+      let d = "";
+      xs.forEach((x, i) => { d += `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(s.ys[i]).toFixed(1)}`; });
+      if (s.fill) {
+        svgEl("path", {d: `${d}L${X(x1)},${Y(0)}L${X(x0)},${Y(0)}Z`, class: s.fill}, svg);
+      }
+      svgEl("path", {d, class: s.cls}, svg);
+    }
+  }
+
+  function legend(parent, items) {
+    const box = el("p", {class: "kl-w-legend"}, parent);
+    for (const [cls, text] of items) {
+      const item = el("span", {}, box);
+      el("span", {class: `kl-w-swatch ${cls}`, "aria-hidden": "true"}, item);
+      item.appendChild(document.createTextNode(text));
+    }
+    return box;
+  }
+
+  function frame(root, title) {
+    root.textContent = "";
+    el("p", {class: "kl-w-title"}, root, title);
+    const controls = el("div", {class: "kl-w-controls"}, root);
+    const figure = el("div", {class: "kl-w-figure"}, root);
+    const out = el("p", {class: "kl-w-out", "aria-live": "polite", "aria-atomic": "true"}, root);
+    return {controls, figure, out};
+  }
+
+  function wire(root, inputs, update) {
+    for (const input of inputs) {
+      input.addEventListener("input", update);
+      input.addEventListener("change", update);
+    }
+    let width = 0;
+    new ResizeObserver(() => {
+      if (root.clientWidth !== width) { width = root.clientWidth; update(); }
+    }).observe(root);
+    update();
+  }
+
+  // ------------------------------------------------------------------------------------------- 1. Gaussians
+  function gaussians(root) {
+    const d = root.dataset, num = (v, dflt) => (v === undefined ? dflt : Number(v));
+    const ui = frame(root, "Two Gaussians: move the means and standard deviations of P and Q.");
+    const muP = slider(ui.controls, "mu_p", "μ of P", -4, 4, 0.1, num(d.muP, 0), 1);
+    const sdP = slider(ui.controls, "sigma_p", "σ of P (standard deviation)", 0.05, 4, 0.05, num(d.sigmaP, 1), 2);
+    const muQ = slider(ui.controls, "mu_q", "μ of Q", -4, 4, 0.1, num(d.muQ, 1.5), 1);
+    const sdQ = slider(ui.controls, "sigma_q", "σ of Q (standard deviation)", 0.05, 4, 0.05, num(d.sigmaQ, 0.8), 2);
+    const which = select(ui.controls, "integrand", "Integrand shown",
+                         [["forward", "p log(p/q), of D(P‖Q)"], ["reverse", "q log(q/p), of D(Q‖P)"]]);
+    const unit = select(ui.controls, "unit", "Unit", [["nats", "nats (natural log)"], ["bits", "bits (log base 2)"]]);
+    const traps = checkbox(ui.controls, "traps", "Show two common mistakes");
+    legend(ui.figure, [["kl-w-p", "density of P"], ["kl-w-q", "density of Q"]]);
+    const top = plot(ui.figure, "Densities of P and Q", 150);
+    const legend2 = legend(ui.figure, [["kl-w-pos", "integrand above 0"], ["kl-w-neg", "below 0"]]);
+    const bottom = plot(ui.figure, "Integrand of the chosen divergence", 150);
+    const line1 = el("span", {class: "kl-w-line"}, ui.out);
+    const fwd = output(line1, "forward", "D(P‖Q)");
+    const rev = output(line1, "reverse", "D(Q‖P)");
+    const line2 = el("span", {class: "kl-w-line kl-w-trap"}, ui.out);
+    const trapVar = output(line2, "trap_variance", "variances passed as σ");
+    const trapLog = output(line2, "trap_log10", "log10 in the log term");
+    const n = 801, xs = Array.from({length: n}, (_, i) => -8 + 16 * i / (n - 1));
+    const pd = new Float64Array(n), qd = new Float64Array(n), ig = new Float64Array(n);
+    const update = () => {
+      const m0 = Number(muP.value), s0 = Number(sdP.value), m1 = Number(muQ.value), s1 = Number(sdQ.value);
+      const scale = unit.value === "bits" ? 1 / LN2 : 1, u = unit.value;
+      put(fwd, klNormal(m0, s0, m1, s1) * scale, u);
+      put(rev, klNormal(m1, s1, m0, s0) * scale, u);
+      line2.hidden = !traps.checked;
+      put(trapVar, klNormal(m0, s0 * s0, m1, s1 * s1) * scale, u);
+      const gap = m0 - m1;  // the textbook form with log10 for its first term (chapter 1's trap): can be < 0
+      put(trapLog, Math.log10(s1 / s0) + (s0 * s0 + gap * gap) / (2 * s1 * s1) - 0.5);
+      const forward = which.value === "forward";
+      for (let i = 0; i < n; i++) {
+        pd[i] = normalPdf(xs[i], m0, s0);
+        qd[i] = normalPdf(xs[i], m1, s1);
+        const lr = logRatioNormal(xs[i], m0, s0, m1, s1);
+        ig[i] = forward ? (pd[i] === 0 ? 0 : pd[i] * lr) : (qd[i] === 0 ? 0 : -qd[i] * lr);
+      }
+      drawLines(top, xs, [{ys: pd, cls: "kl-w-p"}, {ys: qd, cls: "kl-w-q"}], {tick: 2});
+      const pos = Array.from(ig, (v) => Math.max(v, 0)), neg = Array.from(ig, (v) => Math.min(v, 0));
+      drawLines(bottom, xs, [{ys: pos, cls: "kl-w-none", fill: "kl-w-pos"}, {ys: neg, cls: "kl-w-none", fill: "kl-w-neg"},
+                             {ys: ig, cls: "kl-w-ig"}], {tick: 2});
+      legend2.firstChild.lastChild.textContent = `${forward ? "p log(p/q)" : "q log(q/p)"} above 0`;
+      bottom.svg.setAttribute("aria-label", `Integrand ${forward ? "p log(p/q) of D(P‖Q)" : "q log(q/p) of D(Q‖P)"};`
+                              + ` its area is ${fmt(Number(forward ? fwd.dataset.value : rev.dataset.value))} ${u}`);
+    };
+    wire(root, [muP, sdP, muQ, sdQ, which, unit, traps], update);
+  }
+
+  // -------------------------------------------------------------------------- 2. Discrete distributions
+  function discrete(root) {
+    const parse = (text, dflt) => (text ? text.split(",").map(Number) : dflt);
+    const pw = parse(root.dataset.p, [50, 30, 20]), qw = parse(root.dataset.q, [70, 30, 0]);
+    const names = (root.dataset.outcomes || "a,b,c").split(",");
+    const ui = frame(root, "Two distributions on a few outcomes: set the weight of each bar (they are normalised).");
+    const pIn = names.map((name, i) => slider(ui.controls, `p${i}`, `weight of ${name} under P`, 0, 100, 1, pw[i], 0));
+    const qIn = names.map((name, i) => slider(ui.controls, `q${i}`, `weight of ${name} under Q`, 0, 100, 1, qw[i], 0));
+    const unit = select(ui.controls, "unit", "Unit", [["nats", "nats (natural log)"], ["bits", "bits (log base 2)"]]);
+    legend(ui.figure, [["kl-w-p", "P"], ["kl-w-q", "Q"]]);
+    const fig = plot(ui.figure, "Bars of P and Q", 170);
+    const line1 = el("span", {class: "kl-w-line"}, ui.out);
+    const fwd = output(line1, "forward", "D(P‖Q)");
+    const rev = output(line1, "reverse", "D(Q‖P)");
+    const line2 = el("span", {class: "kl-w-line"}, ui.out);
+    const js = output(line2, "js", "JS");
+    const tv = output(line2, "tv", "TV");
+    const note = el("span", {class: "kl-w-line kl-w-note"}, ui.out);
+    const update = () => {
+      const a = pIn.map((x) => Number(x.value)), b = qIn.map((x) => Number(x.value));
+      const sa = a.reduce((s, x) => s + x, 0), sb = b.reduce((s, x) => s + x, 0);
+      const scale = unit.value === "bits" ? 1 / LN2 : 1, u = unit.value;
+      const ok = sa > 0 && sb > 0;
+      const p = a.map((x) => (ok ? x / sa : 0)), q = b.map((x) => (ok ? x / sb : 0));
+      for (const span of [fwd, rev, js, tv]) span.parentNode.hidden = !ok;
+      if (!ok) {
+        note.textContent = `Give ${sa > 0 ? "Q" : "P"} some weight: a distribution needs total probability 1.`;
+      } else {
+        put(fwd, klDiscrete(p, q) * scale, u);
+        put(rev, klDiscrete(q, p) * scale, u);
+        put(js, jsDiscrete(p, q) * scale, u);
+        put(tv, tvDiscrete(p, q));
+        const zq = names.filter((_, i) => q[i] === 0 && p[i] > 0), zp = names.filter((_, i) => p[i] === 0 && q[i] > 0);
+        note.textContent = (zq.length ? `Q gives ${zq.join(", ")} probability 0 but P does not: D(P‖Q) = ∞. ` : "")
+          + (zp.length ? `P gives ${zp.join(", ")} probability 0 but Q does not: D(Q‖P) = ∞.` : "");
+      }
+      const svg = fig.svg, W = fig.width(), H = fig.height, bottom = 26, top = 18;
+      svg.setAttribute("width", W);
+      svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+      while (svg.firstChild) svg.removeChild(svg.firstChild);
+      const slot = (W - 16) / names.length, bar = Math.min(40, slot / 3), Y = (v) => H - bottom - v * (H - bottom - top);
+      names.forEach((name, i) => {
+        const cx = 8 + slot * (i + 0.5);
+        [[p[i], "kl-w-p-bar", -bar - 1], [q[i], "kl-w-q-bar", 1]].forEach(([v, cls, dx]) => {
+          svgEl("rect", {x: cx + dx, y: Y(v), width: bar, height: Math.max(0, Y(0) - Y(v)), class: cls}, svg);
+          const t = svgEl("text", {x: cx + dx + bar / 2, y: Y(v) - 4, class: "kl-w-tick"}, svg);
+          t.textContent = v.toFixed(2);
+        });
+        const label = svgEl("text", {x: cx, y: H - 8, class: "kl-w-tick"}, svg);
+        label.textContent = name;
+      });
+      svgEl("line", {x1: 8, x2: W - 8, y1: Y(0), y2: Y(0), class: "kl-w-axis"}, svg);
+      svg.setAttribute("aria-label", `Bars: P = ${p.map((v) => v.toFixed(2)).join(", ")}; `
+                       + `Q = ${q.map((v) => v.toFixed(2)).join(", ")}`);
+    };
+    wire(root, [...pIn, ...qIn, unit], update);
+  }
+
+  const WIDGETS = {gaussians, discrete};
+
+  function start() {
+    document.querySelectorAll("div.kl-widget[data-kl-widget]").forEach((root) => {
+      const make = WIDGETS[root.dataset.klWidget];
+      if (!make) return;
+      make(root);
+      root.hidden = false;
+      root.dataset.klReady = "true";
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
