@@ -10,8 +10,9 @@
  * The formulas are the library's stable forms:
  *  - klNormal: klcourse/gaussians.py kl_normal = phi(2x)/2 + z^2/2, x = log(s0/s1), z = (m0 - m1)/s1,
  *    phi(u) = e^u - 1 - u >= 0 (r^2/2 - 1/2 - x once x >= 1/2, as _variance_part does);
- *  - klDiscrete: klcourse/divergences.py kl_divergence as a sum of non-negative terms p_i phi(r_i),
- *    phi(r) = r - log1p(r), r_i = (q_i - p_i)/p_i; p_i = 0 adds 0 (0 log 0 = 0), q_i = 0 < p_i gives inf;
+ *  - klDiscrete: klcourse/divergences.py kl_divergence as a sum of non-negative terms
+ *    q_i - p_i + p_i log(p_i/q_i) = p_i phi(r_i), phi(r) = r - log1p(r), r_i = (q_i - p_i)/p_i (the terms of
+ *    sum q - sum p = 0 added in); p_i = 0 adds q_i (0 log 0 = 0), q_i = 0 < p_i gives inf;
  *  - jsDiscrete: js_divergence = sum_i m_i g(t_i), t_i = (q_i - p_i)/(q_i + p_i),
  *    g(t) = [(1+t) log(1+t) + (1-t) log(1-t)]/2 (its power series near 0, log 2 at t = +-1).
  */
@@ -54,7 +55,7 @@
   function klDiscrete(p, q) {
     let sum = 0;
     for (let i = 0; i < p.length; i++) {
-      if (p[i] === 0) continue;
+      if (p[i] === 0) { sum += q[i]; continue; }  // its term q - p + p log(p/q), with 0 log 0 = 0
       if (q[i] === 0) return Infinity;
       sum += p[i] * rMinusLog1p((q[i] - p[i]) / p[i]);
     }
@@ -346,18 +347,86 @@
     wire(root, [...pIn, ...qIn, unit], update);
   }
 
-  const WIDGETS = {gaussians, discrete};
+  // ------------------------------------------------------------------------------------------ 4. Temperature
+  // log_softmax(z/T) (klcourse's distillation_loss works in log space): shifted by the largest logit, whose own
+  // exp(0) = 1 is kept out of the sum so that log1p keeps the small rest exact (a confident teacher at low T)
+  function logSoftmax(z, T) {
+    const a = z.map((v) => v / T), top = a.indexOf(Math.max(...a)), m = a[top];
+    let rest = 0;
+    a.forEach((v, k) => { if (k !== top) rest += Math.exp(v - m); });
+    const log1pRest = Math.log1p(rest);
+    return a.map((v) => (v - m) - log1pRest);  // (not v - lse: the top class's -log1p(rest) would cancel)
+  }
+
+  function temperature(root) {
+    const parse = (text, dflt) => (text ? text.split(",").map(Number) : dflt);
+    const teacher = parse(root.dataset.teacher, [6, 3.5, 1, 0, -1]);
+    const student = parse(root.dataset.student, [4, 4, 0.5, 0.5, 0]);
+    const names = (root.dataset.classes || teacher.map((_, i) => String(i)).join(",")).split(",");
+    const ui = frame(root, "Soft targets: divide the logits by a temperature T before the softmax.");
+    const logT = slider(ui.controls, "log10_t", "Temperature T (log scale)", -1, 1.5, 0.01, 0, 2);
+    const shown = logT.nextElementSibling;
+    const sync = () => {
+      const text = fmt(10 ** Number(logT.value));
+      shown.textContent = text;
+      logT.setAttribute("aria-valuetext", text);
+    };
+    logT.addEventListener("input", sync);
+    sync();
+    el("p", {class: "kl-w-legend"}, ui.controls,
+       `Teacher logits (${teacher.join(", ")}); student logits (${student.join(", ")}).`.replace(/-/g, "−"));
+    legend(ui.figure, [["kl-w-p", "teacher p_t"], ["kl-w-q", "student p_s"]]);
+    const fig = plot(ui.figure, "Soft targets of teacher and student", 170);
+    const line1 = el("span", {class: "kl-w-line"}, ui.out);
+    const tOut = output(line1, "T", "T");
+    const hOut = output(line1, "entropy", "H(p_t)");
+    const line2 = el("span", {class: "kl-w-line"}, ui.out);
+    const dOut = output(line2, "t2_kl", "T²·D(p_t‖p_s)");
+    const limit = output(line2, "limit", "its limit as T → ∞");
+    const K = teacher.length;
+    const update = () => {
+      const T = 10 ** Number(logT.value);
+      const lt = logSoftmax(teacher, T), ls = logSoftmax(student, T);
+      const pt = lt.map(Math.exp), ps = ls.map(Math.exp);
+      let h = 0, d = 0;
+      for (let k = 0; k < K; k++) { h -= pt[k] * lt[k]; d += pt[k] * (lt[k] - ls[k]); }
+      put(tOut, T);
+      put(hOut, h, `nats (max log ${K} = ${fmt(Math.log(K))})`);
+      put(dOut, T * T * d, "nats");
+      const gap = student.map((s, k) => s - teacher[k]), mean = gap.reduce((a, b) => a + b, 0) / K;
+      put(limit, gap.reduce((a, g) => a + (g - mean) ** 2, 0) / (2 * K), "nats");
+      const svg = fig.svg, W = fig.width(), H = fig.height, bottom = 26, top = 18;
+      svg.setAttribute("width", W);
+      svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+      while (svg.firstChild) svg.removeChild(svg.firstChild);
+      const slot = (W - 16) / K, bar = Math.min(30, slot / 2.6), Y = (v) => H - bottom - v * (H - bottom - top);
+      for (let k = 0; k < K; k++) {
+        const cx = 8 + slot * (k + 0.5);
+        svgEl("rect", {x: cx - bar - 1, y: Y(pt[k]), width: bar, height: Y(0) - Y(pt[k]), class: "kl-w-p-bar"}, svg);
+        svgEl("rect", {x: cx + 1, y: Y(ps[k]), width: bar, height: Y(0) - Y(ps[k]), class: "kl-w-q-bar"}, svg);
+        const label = svgEl("text", {x: cx, y: H - 8, class: "kl-w-tick"}, svg);
+        label.textContent = names[k];
+      }
+      svgEl("line", {x1: 8, x2: W - 8, y1: Y(0), y2: Y(0), class: "kl-w-axis"}, svg);
+      svg.setAttribute("aria-label", `Soft targets at T = ${fmt(T)}: teacher ${pt.map((v) => v.toFixed(2)).join(", ")}; `
+                       + `student ${ps.map((v) => v.toFixed(2)).join(", ")}`);
+    };
+    wire(root, [logT], update);
+  }
+
+  const WIDGETS = {gaussians, discrete, temperature};
 
   function start() {
     document.querySelectorAll("div.kl-widget[data-kl-widget]").forEach((root) => {
       const make = WIDGETS[root.dataset.klWidget];
-      if (!make) return;
+      if (!make || root.dataset.klReady) return;
       make(root);
       root.hidden = false;
       root.dataset.klReady = "true";
     });
   }
 
+  window.klWidgets = {start};  // builds containers added later (the tests add one)
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

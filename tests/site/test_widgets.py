@@ -30,10 +30,12 @@ import numpy as np
 import pytest
 from test_browser import ROOT, TOC_PAGES, VIEWPORTS, Visit, load, page_url
 
-from klcourse import f_divergence, js_divergence, kl_divergence, kl_normal
+from klcourse import entropy, f_divergence, js_divergence, kl_divergence, kl_normal
+from klcourse.distillation import distillation_loss, high_temperature_limit, softmax_with_temperature
 
 AXE = Path(sys.prefix) / "npm" / "node_modules" / "axe-core" / "axe.min.js"
-WIDGET_PAGES = {"gaussians": "book/03_gaussians.html", "discrete": "book/01_definitions.html"}
+WIDGET_PAGES = {"gaussians": "book/03_gaussians.html", "discrete": "book/01_definitions.html",
+                "temperature": "book/08_distillation.html"}
 WIDGET_FILES = ("klwidgets.js", "klwidgets.css")
 BUDGET = 150_000  # bytes of all widgets together (issue 16)
 RTOL_VALUE, ATOL_DISCRETE, RTOL_TEXT = 1e-10, 1e-14, 5.01e-4
@@ -232,9 +234,69 @@ if "discrete" in BUILT:  # defined only when its chapter is built (a one-chapter
         assert set(read(root)) == {"forward", "reverse", "js", "tv"}
 
 
+# ---------------------------------------------------------------------------------------------- temperature
+
+TEACHER, STUDENT = (6, 3.5, 1, 0, -1), (4, 4, 0.5, 0.5, 0)  # the data-teacher and data-student of chapter 8
+
+
+def entropy_mp(logits, T) -> float:
+    """Entropy of softmax(logits/T) with mpmath at 50 digits (an independent route)."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        weights = [mpmath.exp(mpmath.mpf(z) / mpmath.mpf(T)) for z in logits]
+        total = mpmath.fsum(weights)
+        return float(-mpmath.fsum(w / total * mpmath.log(w / total) for w in weights))
+
+if "temperature" in BUILT:  # defined only when its chapter is built (a one-chapter site has one)
+
+    @pytest.mark.parametrize("log10_t", [-1, -0.5, 0, 0.3, 0.77, 1, 1.5])
+    def test_temperature_against_distillation(tabs, log10_t):
+        """Soft targets (bar labels), their entropy, T^2 D(p_t || p_s) and its high-T limit, against
+        softmax_with_temperature, entropy, distillation_loss (torch, float64) and high_temperature_limit."""
+        import torch
+
+        _, root = tabs("temperature")
+        set_inputs(root, log10_t=log10_t)
+        shown = read(root)
+        T = shown["T"][1]
+        assert T == pytest.approx(10.0**log10_t, rel=1e-12)
+        p_t = softmax_with_temperature(np.array(TEACHER, float), T)
+        assert_shown(shown, "entropy", entropy_mp(TEACHER, T))
+        if shown["entropy"][1] > 1e-3:  # the library's entropy of p_t (a tiny entropy needs log space)
+            assert shown["entropy"][1] == pytest.approx(entropy(p_t), rel=1e-12)
+        loss = distillation_loss(torch.tensor([STUDENT], dtype=torch.float64),
+                                 torch.tensor([TEACHER], dtype=torch.float64), T=T).item()
+        assert_shown(shown, "t2_kl", loss, 1e-13)
+        assert shown["t2_kl"][1] >= 0
+        assert_shown(shown, "limit", high_temperature_limit(STUDENT, TEACHER))
+        bars = root.evaluate("r => r.querySelector('svg').getAttribute('aria-label')")
+        shown_teacher = [float(v) for v in bars.split("teacher ")[1].split(";")[0].split(", ")]
+        np.testing.assert_allclose(shown_teacher, p_t, atol=0.005 + 1e-12)
+
+    def test_temperature_equal_logits_give_zero(tabs):
+        """Same logits for teacher and student: T^2 D is exactly 0 at every temperature (a second widget
+        instance is not needed: the page's script builds any container, so one is made here)."""
+        tab, _ = tabs("temperature")
+        root = tab.evaluate_handle("""() => { const d = document.createElement('div');
+            d.className = 'kl-widget'; d.dataset.klWidget = 'temperature'; d.dataset.teacher = '2,-1,0.5';
+            d.dataset.student = '2,-1,0.5'; d.hidden = true; d.id = 'kl-test-equal';
+            document.querySelector('div.kl-widget').after(d); return d; }""")
+        assert root is not None
+        tab.evaluate("() => window.klWidgets.start()")
+        widget = tab.locator("#kl-test-equal")
+        for value in ("-1", "0", "1.5"):
+            widget.locator('[data-kl-in="log10_t"]').fill(value)
+            shown = read(widget)
+            assert shown["t2_kl"] == ("0", 0.0) or shown["t2_kl"][0].startswith("0 "), shown["t2_kl"]
+            assert shown["t2_kl"][1] == 0.0 and shown["limit"][1] == 0.0
+        tab.evaluate("() => document.getElementById('kl-test-equal').remove()")
+
+
 # ---------------------------------------------------------------------------------------------- all widgets
 
-MOVES = {"gaussians": ("sigma_q", ["0.5", "1.2", "2.5", "0.1"]), "discrete": ("q2", ["0", "10", "40", "5"])}
+MOVES = {"gaussians": ("sigma_q", ["0.5", "1.2", "2.5", "0.1"]), "discrete": ("q2", ["0", "10", "40", "5"]),
+         "temperature": ("log10_t", ["-0.5", "0", "0.7", "1.2"])}
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -295,11 +357,11 @@ def test_phone_touch_and_legibility(tabs, name):
     assert slider.input_value() != before
     fit = root.evaluate("""r => ({
         right: Math.max(...[...r.querySelectorAll('*')].map(e => e.getBoundingClientRect().right)),
-        width: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth,
+        width: document.documentElement.clientWidth, scroll: r.scrollWidth - r.clientWidth,
         small: [...r.querySelectorAll('*')].filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.data.trim()))
           .map(e => [e.tagName, e.textContent.slice(0, 30), parseFloat(getComputedStyle(e).fontSize)])
           .filter(([, , size]) => size < 12)})""")
-    assert fit["right"] <= fit["width"] + 1 and fit["scroll"] <= fit["width"] + 1, fit
+    assert fit["right"] <= fit["width"] + 1 and fit["scroll"] <= 1, fit
     assert not fit["small"], fit["small"]
 
 
