@@ -107,7 +107,7 @@
   function fmt(x) {
     if (x === Infinity) return "∞";
     if (x === -Infinity) return "−∞";
-    if (x === 0) return "0";
+    if (Number.isInteger(x) && Math.abs(x) < 1e5) return String(x).replace("-", "−");
     const a = Math.abs(x);
     const text = a >= 1e-3 && a < 1e5 ? x.toPrecision(4) : x.toExponential(3).replace("e+", "e");
     return text.replace("-", "−");
@@ -414,7 +414,110 @@
     wire(root, [logT], update);
   }
 
-  const WIDGETS = {gaussians, discrete, temperature};
+  // ------------------------------------------------------------------------------------------- 5. Estimators
+  // mulberry32 (a 32-bit counter-based generator; tests/site/test_widgets.py repeats it in numpy) and Box-Muller
+  function mulberry32(seed) {
+    let a = seed | 0;
+    return () => {
+      a = (a + 0x6D2B79F5) | 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  function estimators(root) {
+    const reps = Number(root.dataset.reps || 400), seed = Number(root.dataset.seed || 16);
+    const ui = frame(root, `Estimating D(Q‖P) from n draws of Q = N(0, 1), with P = N(δ, 1): ${reps} repetitions.`);
+    const delta = slider(ui.controls, "delta", "Gap δ between the means", 0.05, 3, 0.05, Number(root.dataset.delta || 0.5), 2);
+    const logN = slider(ui.controls, "log10_n", "Sample size n (log scale)", 0, 3, 0.05, Number(root.dataset.log10N || 2), 0);
+    const nOf = () => Math.round(10 ** Number(logN.value));
+    const shownN = logN.nextElementSibling;
+    const syncN = () => { shownN.textContent = String(nOf()); logN.setAttribute("aria-valuetext", String(nOf())); };
+    logN.addEventListener("input", syncN);
+    syncN();
+    legend(ui.figure, [["kl-w-k1", "k1 = −log r"], ["kl-w-k2", "k2 = (log r)²/2"], ["kl-w-k3", "k3 = r − 1 − log r"]]);
+    const fig = plot(ui.figure, "Histograms of the three estimates", 230);
+    const line1 = el("span", {class: "kl-w-line"}, ui.out);
+    const nOut = output(line1, "n", "n");
+    const exact = output(line1, "exact", "exact D(Q‖P)");
+    const table = el("table", {class: "kl-w-table"}, ui.out);
+    const head = el("tr", {}, el("thead", {}, table));
+    for (const text of ["", "mean", "bias", "std", "< 0"]) el("th", {scope: "col"}, head, text);
+    const body = el("tbody", {}, table), cells = {};
+    for (const name of ["k1", "k2", "k3"]) {
+      const row = el("tr", {}, body);
+      el("th", {scope: "row"}, row, name);
+      for (const stat of ["mean", "bias", "std", "negative"]) {
+        cells[`${name}_${stat}`] = el("span", {"data-kl-out": `${name}_${stat}`, class: "kl-w-num"}, el("td", {}, row));
+      }
+    }
+    const update = () => {
+      const d = Number(delta.value), n = nOf(), rand = mulberry32(seed);
+      const est = {k1: new Float64Array(reps), k2: new Float64Array(reps), k3: new Float64Array(reps)};
+      for (let r = 0; r < reps; r++) {
+        let s1 = 0, s2 = 0, s3 = 0;
+        for (let i = 0; i < n; i++) {
+          const u1 = rand(), u2 = rand();
+          const x = Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);  // x ~ Q = N(0, 1)
+          const logR = d * x - 0.5 * d * d;  // log p(x) - log q(x)
+          s1 -= logR;
+          s2 += 0.5 * logR * logR;
+          s3 += expm1mx(logR);  // as klcourse/estimators.py: expm1(log r) - log r
+        }
+        est.k1[r] = s1 / n; est.k2[r] = s2 / n; est.k3[r] = s3 / n;
+      }
+      const truth = klNormal(0, 1, d, 1);
+      put(nOut, n);
+      put(exact, truth, "nats");
+      let lo = Infinity, hi = -Infinity;
+      for (const name in est) {
+        const v = est[name];
+        let mean = 0, neg = 0;
+        for (const x of v) { mean += x; if (x < 0) neg++; lo = Math.min(lo, x); hi = Math.max(hi, x); }
+        mean /= reps;
+        let ss = 0;
+        for (const x of v) ss += (x - mean) ** 2;
+        put(cells[`${name}_mean`], mean);
+        put(cells[`${name}_bias`], mean - truth);
+        put(cells[`${name}_std`], Math.sqrt(ss / (reps - 1)));
+        put(cells[`${name}_negative`], neg / reps);
+      }
+      lo = Math.min(lo, 0, truth); hi = Math.max(hi, truth * 1.05);
+      const svg = fig.svg, W = fig.width(), H = fig.height, left = 30, right = 10, band = (H - 30) / 3, bins = 40;
+      svg.setAttribute("width", W);
+      svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+      while (svg.firstChild) svg.removeChild(svg.firstChild);
+      const X = (v) => left + (v - lo) / (hi - lo) * (W - left - right), width = (hi - lo) / bins;
+      ["k1", "k2", "k3"].forEach((name, row) => {
+        const counts = new Array(bins).fill(0);
+        for (const x of est[name]) counts[Math.min(bins - 1, Math.floor((x - lo) / width))]++;
+        const top = Math.max(...counts), base = 4 + band * (row + 1) - 4;
+        counts.forEach((c, b) => {
+          if (c) {
+            svgEl("rect", {x: X(lo + b * width), y: base - c / top * (band - 8), width: Math.max(1, X(lo + width) - X(lo) - 0.5),
+                           height: c / top * (band - 8), class: `kl-w-${name}`}, svg);
+          }
+        });
+        const label = svgEl("text", {x: 14, y: base - band / 2 + 6, class: "kl-w-tick"}, svg);
+        label.textContent = name;
+        svgEl("line", {x1: left, x2: W - right, y1: base, y2: base, class: "kl-w-axis"}, svg);
+      });
+      svgEl("line", {x1: X(truth), x2: X(truth), y1: 4, y2: H - 26, class: "kl-w-exact"}, svg);
+      svgEl("line", {x1: X(0), x2: X(0), y1: 4, y2: H - 26, class: "kl-w-axis"}, svg);
+      const raw = (hi - lo) / Math.max(2, Math.floor(W / 90)), mag = 10 ** Math.floor(Math.log10(raw));
+      const ticks = [1, 2, 5, 10].find((m) => m * mag >= raw) * mag;
+      for (let k = Math.ceil(lo / ticks); k * ticks <= hi; k++) {
+        const label = svgEl("text", {x: X(k * ticks), y: H - 8, class: "kl-w-tick"}, svg);
+        label.textContent = String(Number((k * ticks).toPrecision(6))).replace("-", "−");
+      }
+      svg.setAttribute("aria-label", `Histograms of ${reps} estimates of k1, k2 and k3 from ${n} draws each; `
+                       + `the exact value ${fmt(truth)} nats is the dashed line`);
+    };
+    wire(root, [delta, logN], update);
+  }
+
+  const WIDGETS = {gaussians, discrete, temperature, estimators};
 
   function start() {
     document.querySelectorAll("div.kl-widget[data-kl-widget]").forEach((root) => {

@@ -32,10 +32,11 @@ from test_browser import ROOT, TOC_PAGES, VIEWPORTS, Visit, load, page_url
 
 from klcourse import entropy, f_divergence, js_divergence, kl_divergence, kl_normal
 from klcourse.distillation import distillation_loss, high_temperature_limit, softmax_with_temperature
+from klcourse.estimators import estimator_study
 
 AXE = Path(sys.prefix) / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 WIDGET_PAGES = {"gaussians": "book/03_gaussians.html", "discrete": "book/01_definitions.html",
-                "temperature": "book/08_distillation.html"}
+                "temperature": "book/08_distillation.html", "estimators": "book/09_estimation.html"}
 WIDGET_FILES = ("klwidgets.js", "klwidgets.css")
 BUDGET = 150_000  # bytes of all widgets together (issue 16)
 RTOL_VALUE, ATOL_DISCRETE, RTOL_TEXT = 1e-10, 1e-14, 5.01e-4
@@ -293,10 +294,61 @@ if "temperature" in BUILT:  # defined only when its chapter is built (a one-chap
         tab.evaluate("() => document.getElementById('kl-test-equal').remove()")
 
 
+# ---------------------------------------------------------------------------------------------- estimators
+
+REPS, SEED = 400, 16  # the data-reps and data-seed of chapter 9's widget
+
+
+def mulberry32_normals(seed: int, count: int) -> np.ndarray:
+    """The widget's draws: mulberry32 (uint32 arithmetic, as Math.imul and >>> do) and Box-Muller's cosine."""
+    with np.errstate(over="ignore"):
+        a = (np.uint32(seed) + np.arange(1, 2 * count + 1, dtype=np.uint64).astype(np.uint32)
+             * np.uint32(0x6D2B79F5)).astype(np.uint32)
+        t = (a ^ (a >> np.uint32(15))) * (a | np.uint32(1))
+        t = (t + (t ^ (t >> np.uint32(7))) * (t | np.uint32(61))) ^ t
+        u = (t ^ (t >> np.uint32(14))).astype(np.float64) / 4294967296.0
+    u1, u2 = u[0::2], u[1::2]
+    return np.sqrt(-2 * np.log(1 - u1)) * np.cos(2 * np.pi * u2)
+
+
+if "estimators" in BUILT:  # defined only when its chapter is built (a one-chapter site has one)
+
+    @pytest.mark.parametrize(("delta", "log10_n"), [(0.5, 2), (0.1, 2), (2.0, 1), (1.0, 0), (0.05, 3), (3.0, 2.5)])
+    def test_estimators_against_estimator_study(tabs, delta, log10_n):
+        """The same seeded draws in numpy; mean, bias, std and the fraction of negative estimates of k1, k2, k3
+        against klcourse.estimator_study, the exact value against kl_normal."""
+        _, root = tabs("estimators")
+        set_inputs(root, delta=delta, log10_n=log10_n)
+        shown = read(root)
+        n = shown["n"][1]
+        assert n == round(10**log10_n)
+        x = mulberry32_normals(SEED, REPS * int(n)).reshape(REPS, int(n))
+        log_q = -0.5 * x**2 - 0.5 * math.log(2 * math.pi)
+        log_p = -0.5 * (x - delta) ** 2 - 0.5 * math.log(2 * math.pi)
+        exact = kl_normal(0.0, 1.0, delta, 1.0)
+        assert_shown(shown, "exact", exact)
+        summary = estimator_study(log_q, log_p, exact).summary()
+        for name in ("k1", "k2", "k3"):
+            for stat in ("mean", "bias", "std"):
+                # the per-draw log-ratio: the widget's delta*x - delta^2/2 against log_p - log_q of the library
+                assert_shown(shown, f"{name}_{stat}", summary[name][stat], 1e-12 * (1 + abs(exact)))
+            assert shown[f"{name}_negative"][1] == summary[name]["negative"]
+        assert shown["k2_negative"][1] == 0 and shown["k3_negative"][1] == 0  # k2, k3 >= 0 draw by draw
+
+    def test_estimators_are_seeded(tabs):
+        """Moving a slider and back gives the same estimates (the draws are seeded, not Math.random)."""
+        _, root = tabs("estimators")
+        set_inputs(root, delta=0.5, log10_n=2)
+        first = read(root)
+        set_inputs(root, delta=2)
+        set_inputs(root, delta=0.5)
+        assert read(root) == first
+
+
 # ---------------------------------------------------------------------------------------------- all widgets
 
 MOVES = {"gaussians": ("sigma_q", ["0.5", "1.2", "2.5", "0.1"]), "discrete": ("q2", ["0", "10", "40", "5"]),
-         "temperature": ("log10_t", ["-0.5", "0", "0.7", "1.2"])}
+         "temperature": ("log10_t", ["-0.5", "0", "0.7", "1.2"]), "estimators": ("delta", ["0.1", "0.5", "1", "2"])}
 
 
 @pytest.mark.parametrize("name", BUILT)
