@@ -517,7 +517,128 @@
     wire(root, [delta, logN], update);
   }
 
-  const WIDGETS = {gaussians, discrete, temperature, estimators};
+  // ------------------------------------------------------------------------------- 3. Forward vs reverse fit
+  // As klcourse/asymmetry.py: the forward fit is moment matching (fit_forward_gaussian); the reverse fit is Adam
+  // on (mu, log sigma) from the chosen start, lr 0.05 decaying linearly to 0 over 500 steps (fit_reverse_gaussian),
+  // here with the analytic gradient of D(Q||P) = -H(Q) - E_Q[log p], E_Q by the trapezoidal rule in z = (x-mu)/sigma.
+  const Z = Array.from({length: 401}, (_, j) => -10 + j * 0.05);
+  const ZW = Z.map((z, j) => (j === 0 || j === Z.length - 1 ? 0.025 : 0.05) * Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI));
+
+  function mixture(w, m, s) {  // log p by log-sum-exp (klcourse mixture_logpdf), no allocation per call
+    const K = w.length, c = new Float64Array(K), inv = s.map((v) => 1 / v), buf = new Float64Array(K);
+    for (let k = 0; k < K; k++) c[k] = Math.log(w[k]) - Math.log(s[k]) - 0.5 * Math.log(2 * Math.PI);
+    const fill = (x) => {
+      let top = -Infinity;
+      for (let k = 0; k < K; k++) {
+        const a = (x - m[k]) * inv[k];
+        buf[k] = c[k] - 0.5 * a * a;
+        if (buf[k] > top) top = buf[k];
+      }
+      return top;
+    };
+    return {
+      logp(x) {
+        const top = fill(x);
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += Math.exp(buf[k] - top);
+        return top + Math.log(sum);
+      },
+      dlogp(x) {  // d/dx log p = sum_k resp_k * (-(x - m_k)/s_k^2)
+        const top = fill(x);
+        let tot = 0, acc = 0;
+        for (let k = 0; k < K; k++) {
+          const e = Math.exp(buf[k] - top);
+          tot += e;
+          acc -= e * (x - m[k]) * inv[k] * inv[k];
+        }
+        return acc / tot;
+      },
+    };
+  }
+
+  function reverseKl(mix, mu, sigma) {  // D(N(mu, sigma^2) || P)
+    let e = 0;
+    for (let j = 0; j < Z.length; j++) e += ZW[j] * mix.logp(mu + sigma * Z[j]);
+    return -Math.log(sigma) - 0.5 * Math.log(2 * Math.PI * Math.E) - e;
+  }
+
+  function reverseFit(mix, mu0, sigma0, steps = 500, lr = 0.05) {
+    let mu = mu0, rho = Math.log(sigma0);
+    const m = [0, 0], v = [0, 0], b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (let t = 0; t < steps; t++) {
+      const sigma = Math.exp(rho);
+      let gm = 0, gz = 0;
+      for (let j = 0; j < Z.length; j++) {
+        const g = ZW[j] * mix.dlogp(mu + sigma * Z[j]);
+        gm -= g;
+        gz -= g * Z[j];
+      }
+      const grad = [gm, -1 + sigma * gz], scale = 1 - t / steps;
+      const theta = [mu, rho];
+      for (let i = 0; i < 2; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * grad[i];
+        v[i] = b2 * v[i] + (1 - b2) * grad[i] * grad[i];
+        const mHat = m[i] / (1 - b1 ** (t + 1)), vHat = v[i] / (1 - b2 ** (t + 1));
+        theta[i] -= scale * lr * mHat / (Math.sqrt(vHat) + eps);
+      }
+      [mu, rho] = theta;
+    }
+    return [mu, Math.exp(rho)];
+  }
+
+  function fits(root) {
+    const sds = (root.dataset.sds || "1,0.8").split(",").map(Number);
+    const ui = frame(root, "Fitting one Gaussian Q to a two-mode target P: the forward and the reverse KL fit.");
+    const sep = slider(ui.controls, "separation", "Distance between the modes of P", 0, 8, 0.1, Number(root.dataset.separation || 6), 1);
+    const wLeft = slider(ui.controls, "weight", "Weight of the left mode", 0.05, 0.95, 0.05, Number(root.dataset.weight || 0.4), 2);
+    const mu0 = slider(ui.controls, "start_mu", "Reverse fit starts at mean", -6, 6, 0.1, Number(root.dataset.startMu || 0.3), 1);
+    const sd0 = slider(ui.controls, "start_sigma", "Reverse fit starts at standard deviation", 0.2, 5, 0.1, Number(root.dataset.startSigma || 0.5), 1);
+    legend(ui.figure, [["kl-w-target", "target P"], ["kl-w-p", "forward fit, min D(P‖Q)"], ["kl-w-q", "reverse fit, min D(Q‖P)"]]);
+    const fig = plot(ui.figure, "Target and fits", 170);
+    const lines = [["fwd", "forward fit"], ["rev", "reverse fit"]].map(([key, label]) => {
+      const line = el("span", {class: "kl-w-line"}, ui.out);
+      el("span", {}, line, `${label}:`);
+      return {mu: output(line, `${key}_mu`, "μ"), sigma: output(line, `${key}_sigma`, "σ"),
+              forward: output(line, `${key}_forward`, "D(P‖Q)"), reverse: output(line, `${key}_reverse`, "D(Q‖P)")};
+    });
+    const n = 601, xs = Array.from({length: n}, (_, i) => -9 + 18 * i / (n - 1));
+    const update = () => {
+      const d = Number(sep.value), w = Number(wLeft.value), weights = [w, 1 - w], means = [-d / 2, d / 2];
+      const mix = mixture(weights, means, sds);
+      const mean = w * means[0] + (1 - w) * means[1];
+      const variance = weights.reduce((a, wk, k) => a + wk * (sds[k] ** 2 + (means[k] - mean) ** 2), 0);
+      // -H(P) on a grid spanning each mode to 10 sd, spacing min(sd)/10 (klcourse quadrature_grid)
+      const lo = Math.min(...means.map((mk, k) => mk - 10 * sds[k])), hi = Math.max(...means.map((mk, k) => mk + 10 * sds[k]));
+      const count = Math.ceil((hi - lo) * 10 / Math.min(...sds)) + 1, h = (hi - lo) / (count - 1);
+      let negH = 0;
+      for (let i = 0; i < count; i++) {
+        const lp = mix.logp(lo + i * h);
+        negH += (i === 0 || i === count - 1 ? 0.5 : 1) * h * Math.exp(lp) * lp;
+      }
+      const forwardKl = (mu, sigma) => Math.max(0, negH + 0.5 * Math.log(2 * Math.PI * sigma * sigma)
+                                                 + (variance + (mean - mu) ** 2) / (2 * sigma * sigma));
+      const fitted = [[mean, Math.sqrt(variance)], reverseFit(mix, Number(mu0.value), Number(sd0.value))];
+      fitted.forEach(([mu, sigma], i) => {
+        put(lines[i].mu, mu);
+        put(lines[i].sigma, sigma);
+        put(lines[i].forward, forwardKl(mu, sigma), "nats");
+        put(lines[i].reverse, Math.max(0, reverseKl(mix, mu, sigma)), "nats");
+      });
+      const series = [{ys: xs.map((x) => Math.exp(mix.logp(x))), cls: "kl-w-none", fill: "kl-w-target"},
+                      {ys: xs.map((x) => normalPdf(x, ...fitted[0])), cls: "kl-w-p"},
+                      {ys: xs.map((x) => normalPdf(x, ...fitted[1])), cls: "kl-w-q"}];
+      drawLines(fig, xs, series, {tick: 3});
+      const start = svgEl("path", {class: "kl-w-start", d: ""}, fig.svg);
+      const X = (x) => 12 + (x + 9) / 18 * (fig.width() - 20);
+      const sx = X(Number(mu0.value)), sy = fig.height - 26;
+      start.setAttribute("d", `M${sx},${sy - 10}l-6,10h12z`);
+      fig.svg.setAttribute("aria-label", `Target P with modes at ${fmt(means[0])} and ${fmt(means[1])}; forward fit `
+        + `mean ${fmt(fitted[0][0])}, sd ${fmt(fitted[0][1])}; reverse fit mean ${fmt(fitted[1][0])}, sd ${fmt(fitted[1][1])}`);
+    };
+    wire(root, [sep, wLeft, mu0, sd0], update);
+  }
+
+  const WIDGETS = {gaussians, discrete, temperature, estimators, fits};
 
   function start() {
     document.querySelectorAll("div.kl-widget[data-kl-widget]").forEach((root) => {

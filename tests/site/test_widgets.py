@@ -31,12 +31,21 @@ import pytest
 from test_browser import ROOT, TOC_PAGES, VIEWPORTS, Visit, load, page_url
 
 from klcourse import entropy, f_divergence, js_divergence, kl_divergence, kl_normal
+from klcourse.asymmetry import (
+    EXAMPLE_MIXTURE,
+    EXAMPLE_STARTS,
+    fit_forward_gaussian,
+    fit_reverse_gaussian,
+    forward_kl_gaussian,
+    reverse_kl_gaussian,
+)
 from klcourse.distillation import distillation_loss, high_temperature_limit, softmax_with_temperature
 from klcourse.estimators import estimator_study
 
 AXE = Path(sys.prefix) / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 WIDGET_PAGES = {"gaussians": "book/03_gaussians.html", "discrete": "book/01_definitions.html",
-                "temperature": "book/08_distillation.html", "estimators": "book/09_estimation.html"}
+                "temperature": "book/08_distillation.html", "estimators": "book/09_estimation.html",
+                "fits": "book/04_asymmetry.html"}
 WIDGET_FILES = ("klwidgets.js", "klwidgets.css")
 BUDGET = 150_000  # bytes of all widgets together (issue 16)
 RTOL_VALUE, ATOL_DISCRETE, RTOL_TEXT = 1e-10, 1e-14, 5.01e-4
@@ -345,10 +354,65 @@ if "estimators" in BUILT:  # defined only when its chapter is built (a one-chapt
         assert read(root) == first
 
 
+# ---------------------------------------------------------------------------------------------- fits
+
+RTOL_QUADRATURE = 1e-8  # the widget's quadrature (401 points in z for D(Q||P), sd/10 in x for H(P)) vs the library's
+ATOL_FIT = 1e-4  # the widget's Adam (analytic gradient) vs fit_reverse_gaussian's (autograd on another grid)
+
+if "fits" in BUILT:  # defined only when its chapter is built (a one-chapter site has one)
+
+    @pytest.mark.parametrize("start", list(EXAMPLE_STARTS))
+    def test_fits_against_the_library(tabs, site_report, start):
+        """Chapter 4's target and starts A-E: the forward fit is fit_forward_gaussian, the reverse fit ends where
+        fit_reverse_gaussian ends (same Adam schedule), each shown divergence is forward_kl_gaussian or
+        reverse_kl_gaussian at the shown (mu, sigma)."""
+        _, root = tabs("fits")
+        mu0, sigma0 = EXAMPLE_STARTS[start]
+        set_inputs(root, separation=6, weight=0.4, start_mu=mu0, start_sigma=sigma0)
+        shown = read(root)
+        mix = EXAMPLE_MIXTURE
+        fwd = fit_forward_gaussian(**mix)
+        assert_shown(shown, "fwd_mu", fwd[0], 1e-15)
+        assert_shown(shown, "fwd_sigma", fwd[1])
+        (ref,) = fit_reverse_gaussian(starts=[(mu0, sigma0)], **mix)
+        gap = max(abs(shown["rev_mu"][1] - ref.mu), abs(shown["rev_sigma"][1] - ref.sigma))
+        site_report.append(f"widget fits, start {start}: reverse fit ({shown['rev_mu'][1]:.6f}, "
+                           f"{shown['rev_sigma'][1]:.6f}) vs the library's ({ref.mu:.6f}, {ref.sigma:.6f})")
+        assert gap < ATOL_FIT, (shown["rev_mu"], shown["rev_sigma"], ref.mu, ref.sigma)
+        for key in ("fwd", "rev"):
+            mu, sigma = shown[f"{key}_mu"][1], shown[f"{key}_sigma"][1]
+            assert shown[f"{key}_forward"][1] == pytest.approx(forward_kl_gaussian(mu, sigma, **mix),
+                                                                rel=RTOL_QUADRATURE)
+            assert shown[f"{key}_reverse"][1] == pytest.approx(reverse_kl_gaussian(mu, sigma, **mix),
+                                                                rel=RTOL_QUADRATURE)
+            assert parse_shown(shown[f"{key}_reverse"][0]) == pytest.approx(shown[f"{key}_reverse"][1], rel=RTOL_TEXT)
+
+    @pytest.mark.parametrize(("separation", "weight"), [(0, 0.5), (2, 0.3), (8, 0.95)])
+    def test_fits_other_targets(tabs, separation, weight):
+        """Other targets: the forward fit is the moment match, every shown divergence is the library's at the shown
+        (mu, sigma) and >= 0, and no Gaussian has a smaller forward KL than the forward fit."""
+        _, root = tabs("fits")
+        set_inputs(root, separation=separation, weight=weight, start_mu=0.3, start_sigma=0.5)
+        shown = read(root)
+        mix = {"weights": (weight, 1 - weight), "means": (-separation / 2, separation / 2), "sds": (1.0, 0.8)}
+        fwd = fit_forward_gaussian(**mix)
+        assert shown["fwd_mu"][1] == pytest.approx(fwd[0], abs=1e-12)
+        assert shown["fwd_sigma"][1] == pytest.approx(fwd[1], rel=1e-12)
+        for key in ("fwd", "rev"):
+            mu, sigma = shown[f"{key}_mu"][1], shown[f"{key}_sigma"][1]
+            assert shown[f"{key}_forward"][1] == pytest.approx(forward_kl_gaussian(mu, sigma, **mix),
+                                                                rel=RTOL_QUADRATURE, abs=1e-12)
+            assert shown[f"{key}_reverse"][1] == pytest.approx(reverse_kl_gaussian(mu, sigma, **mix),
+                                                                rel=RTOL_QUADRATURE, abs=1e-12)
+            assert shown[f"{key}_forward"][1] >= 0 and shown[f"{key}_reverse"][1] >= 0
+        assert shown["fwd_forward"][1] <= shown["rev_forward"][1]  # the global minimum of the forward KL
+
+
 # ---------------------------------------------------------------------------------------------- all widgets
 
 MOVES = {"gaussians": ("sigma_q", ["0.5", "1.2", "2.5", "0.1"]), "discrete": ("q2", ["0", "10", "40", "5"]),
-         "temperature": ("log10_t", ["-0.5", "0", "0.7", "1.2"]), "estimators": ("delta", ["0.1", "0.5", "1", "2"])}
+         "temperature": ("log10_t", ["-0.5", "0", "0.7", "1.2"]), "estimators": ("delta", ["0.1", "0.5", "1", "2"]),
+         "fits": ("start_mu", ["-5", "0.3", "2", "-0.5"])}
 
 
 @pytest.mark.parametrize("name", BUILT)
