@@ -260,7 +260,7 @@
     const line2 = el("span", {class: "kl-w-line kl-w-trap"}, ui.out);
     const trapVar = output(line2, "trap_variance", "variances passed as σ");
     const trapLog = output(line2, "trap_log10", "log10 in the log term");
-    const n = 801, xs = Array.from({length: n}, (_, i) => -8 + 16 * i / (n - 1));
+    const n = 641, xs = Array.from({length: n}, (_, i) => -8 + 16 * i / (n - 1));
     const pd = new Float64Array(n), qd = new Float64Array(n), ig = new Float64Array(n);
     const update = () => {
       const m0 = Number(muP.value), s0 = Number(sdP.value), m1 = Number(muQ.value), s1 = Number(sdQ.value);

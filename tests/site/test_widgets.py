@@ -7,6 +7,9 @@ infinite divergence) and its ``data-value`` (the double the script computed) are
 
 - ``data-value`` against the library within a relative 1e-10 (absolute 1e-14 for the discrete sums, which the
   script adds without the library's correction for sums that are 1 only to an ulp): the same stable formulas;
+  the estimators' statistics against ``estimator_study`` on the same seeded draws regenerated in numpy; the
+  Gaussian fits of chapter 4 within 1e-8 (two quadratures) and the reverse fit within 1e-4 of
+  ``fit_reverse_gaussian`` (the same Adam schedule, measured to agree to 1e-6);
 - the text within half a unit of its 4th significant digit (relative 5.01e-4), exactly "0" for equal
   distributions and "∞" when Q puts 0 where P does not.
 
@@ -426,15 +429,17 @@ def test_time_per_update(tabs, site_report, name):
           input.value = values[i % values.length];
           const t0 = performance.now();
           input.dispatchEvent(new Event("input", {bubbles: true}));
-          r.getBoundingClientRect(); document.body.offsetHeight;
-          times.push(performance.now() - t0);
+          const t1 = performance.now();
+          document.body.offsetHeight;  // forces the layout the browser would do before the next frame
+          times.push([t1 - t0, performance.now() - t0]);
         }
         return times; }""", [key, values])
-    median = statistics.median(times)
+    script = statistics.median(t[0] for t in times)
+    total = statistics.median(t[1] for t in times)
     _TIMES[name] = times
-    site_report.append(f"widget {name}: one update (input -> script -> layout) median {median:.2f} ms, "
-                       f"max {max(times):.2f} ms over {len(times)} updates (a frame is 16.7 ms)")
-    assert all(t >= 0 for t in times)
+    site_report.append(f"widget {name}: one update: script median {script:.2f} ms, with layout {total:.2f} ms "
+                       f"(max {max(t[1] for t in times):.2f} ms) over {len(times)} updates (a frame is 16.7 ms)")
+    assert all(0 <= t[0] <= t[1] for t in times)
 
 
 @pytest.mark.parametrize("name", BUILT)
