@@ -396,16 +396,24 @@ def widget_files() -> list[Path]:
 
 
 def add_widget_assets(app, config):
-    """Copy the widgets' script and style sheet into ``_static`` (Sphinx copies files of html_static_path)."""
+    """Copy the widgets' script and style sheet into ``_static`` (Sphinx copies files of html_static_path).
+
+    Without them (a copy of this file alone, $KLCOURSE_ROOT unset) the build warns -- an error under ``-W``, as in
+    ``make book`` -- and the pages keep only the static figures (the widget blocks stay hidden)."""
+    from sphinx.util import logging
+
     files = widget_files()
+    app.klcourse_widgets = bool(files)
     if not files:
-        raise ExtensionError(f"{' and '.join(WIDGET_FILES)} are missing next to {__file__} (and in "
-                             "$KLCOURSE_ROOT/book): the interactive figures need them")
+        logging.getLogger(__name__).warning(
+            f"{' and '.join(WIDGET_FILES)} not found next to {__file__} nor in $KLCOURSE_ROOT/book: "
+            "the interactive figures stay hidden")
+        return
     config.html_static_path = list(config.html_static_path) + [str(f) for f in files]
 
 
 def load_widgets(app, pagename, templatename, context, doctree):
-    if WIDGET_MARK in context.get("body", ""):
+    if getattr(app, "klcourse_widgets", False) and WIDGET_MARK in context.get("body", ""):
         app.builder.add_css_file(WIDGET_FILES[1], priority=900)
         app.builder.add_js_file(WIDGET_FILES[0], defer="defer")
 
