@@ -32,6 +32,10 @@ style sheet draws by itself (admonition and toggle icons). See :func:`subset_ico
 55 kB; myst-nb 43 kB) keep only the rules that can apply to the site, as PurgeCSS does: a rule stays when every
 class, id, attribute and element its selector names occurs in a page or in a script of the site. See
 :func:`purge_style_sheets`.
+
+7. The interactive figures (issue 16): ``book/klwidgets.js`` and ``book/klwidgets.css`` go to ``_static`` and are
+loaded by the pages that hold a ``<div class="kl-widget" data-kl-widget=...>`` (placed in a chapter's Markdown with a
+``{raw} html`` block), and by no other page. See :func:`add_widget_assets`.
 """
 
 from __future__ import annotations
@@ -375,7 +379,47 @@ def preload_math_fonts(app, pagename, templatename, context, doctree):
     context["metatags"] = context.get("metatags", "") + links
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Interactive figures (plain JavaScript, no library): next to this file, so that the student edition (which copies
+# the files of book/) has them. A one-chapter build that copies only this file finds them in $KLCOURSE_ROOT/book.
+
+WIDGET_FILES = ("klwidgets.js", "klwidgets.css")
+WIDGET_MARK = 'data-kl-widget="'
+
+
+def widget_files() -> list[Path]:
+    for folder in (Path(__file__).resolve().parent, Path(os.environ.get("KLCOURSE_ROOT", "/nonexistent"), "book")):
+        files = [folder / name for name in WIDGET_FILES]
+        if all(f.is_file() for f in files):
+            return files
+    return []
+
+
+def add_widget_assets(app, config):
+    """Copy the widgets' script and style sheet into ``_static`` (Sphinx copies files of html_static_path).
+
+    Without them (a copy of this file alone, $KLCOURSE_ROOT unset) the build warns -- an error under ``-W``, as in
+    ``make book`` -- and the pages keep only the static figures (the widget blocks stay hidden)."""
+    from sphinx.util import logging
+
+    files = widget_files()
+    app.klcourse_widgets = bool(files)
+    if not files:
+        logging.getLogger(__name__).warning(
+            f"{' and '.join(WIDGET_FILES)} not found next to {__file__} nor in $KLCOURSE_ROOT/book: "
+            "the interactive figures stay hidden")
+        return
+    config.html_static_path = list(config.html_static_path) + [str(f) for f in files]
+
+
+def load_widgets(app, pagename, templatename, context, doctree):
+    if getattr(app, "klcourse_widgets", False) and WIDGET_MARK in context.get("body", ""):
+        app.builder.add_css_file(WIDGET_FILES[1], priority=900)
+        app.builder.add_js_file(WIDGET_FILES[0], defer="defer")
+
+
 def on_page(app, pagename, templatename, context, doctree):
+    load_widgets(app, pagename, templatename, context, doctree)
     preload_math_fonts(app, pagename, templatename, context, doctree)
     typeset_search_excerpts(app, pagename, templatename, context, doctree)
     drop_repeated_scripts(app, pagename, templatename, context, doctree)
@@ -563,6 +607,7 @@ def purge_style_sheets(app, exception):
 
 def setup(app):
     app.connect("builder-inited", check_katex_version)
+    app.connect("config-inited", add_widget_assets)
     app.add_css_file(SITE_CSS, priority=900)  # after the theme's and KaTeX's style sheets
     app.connect("html-page-context", on_page)
     app.connect("build-finished", copy_katex_assets)
