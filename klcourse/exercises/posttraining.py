@@ -353,7 +353,7 @@ def _token_k1(logp, logp_ref):
 
 register(
     "posttraining.token-k3",
-    title="Implement the per-token k3 penalty of a batch of responses",
+    title="Implement the per-token k3 penalty, summed over each response of a batch",
     kind="function",
     checker=function(
         token_k3_reference,
@@ -365,8 +365,10 @@ register(
                           "k3 to each token's log-ratio and adds: Σ_t k3(log r_t). Both average to the sequence "
                           "KL, but they are different numbers."),
             Misconception("per-token-mean", _token_k3_mean,
-                          "That averages over the tokens of each response. The penalty of a response is the sum "
-                          "over its tokens (the chain rule adds per-token KLs)."),
+                          "That averages over the tokens of each response. GRPO's published loss does divide by "
+                          "the response's length (for responses of one length, a rescaling of β), but this "
+                          "exercise asks for the sum over its tokens, whose expectation is the sequence KL "
+                          "(the chain rule adds per-token KLs)."),
             Misconception("swapped", _token_k3_swapped,
                           "The roles of the two models are exchanged: the tokens come from the policy, so "
                           "r_t = π_ref/π, i.e. log r_t = logp_ref − logp."),
