@@ -254,13 +254,7 @@ def kl_estimates(log_q, log_p, *, estimator="k3", axis=-1):
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; use one of {', '.join(map(repr, ESTIMATORS))}")
-    lq, lp = _as_float(log_q, "log_q"), _as_float(log_p, "log_p")
-    if lq.shape != lp.shape:
-        raise ValueError(f"shape mismatch: log_q has shape {lq.shape}, log_p has shape {lp.shape}")
-    if lq.ndim == 0 or lq.shape[axis] == 0:
-        raise ValueError("need at least one sample along the sample axis")
-    _check_values(bool(np.isnan(lq).any() or np.isnan(lp).any()), bool(np.isinf(lq).any()),
-                  bool(np.isposinf(lp).any()))
+    lq, lp = _log_pair(log_q, log_p, axis)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.mean(_per_sample(lp - lq, estimator, np), axis=axis)
 
