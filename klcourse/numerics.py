@@ -11,7 +11,11 @@ This module holds what chapter 5 measures.  Three kinds of functions live here:
   :func:`kl_from_logits`, a per-row ``D(P || Q)`` from logits that, unlike
   ``F.kl_div(log_softmax(z_q), softmax(z_p))``, stays finite when classes are masked with ``-inf``.
 * **Conditioning**: :func:`kl_normal_condition`, the relative condition number of the Gaussian
-  KL, which separates what the *problem* loses to rounded inputs from what an *algorithm* loses.
+  KL, which separates what the *problem* loses to rounded inputs from what an *algorithm* loses;
+  :func:`kl_discrete_condition` for discrete pairs in two classes of perturbations (on the simplex,
+  or free), checked by :func:`kl_perturbation_amplification` (:func:`condition_experiment`);
+  :func:`backward_stability_rows`, which routes are backward stable in which class; and
+  :func:`softmax_value_gradient_errors`, autodiff gradients versus values.
 * **Measurement tools**: seeded stress sets of nearly identical pairs
   (:func:`gaussian_stress_set`, :func:`discrete_stress_set`, :func:`dyadic_near_pair`),
   high-precision references in ``mpmath`` (:func:`mp_kl_normal`, :func:`mp_kl_discrete`),
@@ -66,7 +70,13 @@ __all__ = [
     "SWEEP_DISCRETE_METHODS",
     "SWEEP_GAUSSIAN_METHODS",
     "accuracy_table",
+    "BACKWARD_ROUTES",
+    "STABLE_RATIO",
+    "VALUE_GRADIENT_ROUTES",
     "accuracy_table_html",
+    "backward_stability_html",
+    "backward_stability_rows",
+    "condition_experiment",
     "discrete_stress_set",
     "discrete_sweep",
     "dyadic_near_pair",
@@ -77,6 +87,7 @@ __all__ = [
     "kl_from_logits",
     "kl_discrete_condition",
     "kl_normal_condition",
+    "kl_perturbation_amplification",
     "low_precision_errors",
     "mp_kl_discrete",
     "mp_kl_normal",
@@ -91,8 +102,10 @@ __all__ = [
     "r_minus_log1p",
     "relative_errors",
     "scipy_kl_normal",
+    "softmax_value_gradient_errors",
     "torch_kl_categorical",
     "torch_kl_normal",
+    "torch_r_minus_log1p",
     "unit_roundoff",
 ]
 
@@ -397,23 +410,47 @@ def kl_normal_condition(mu0, sigma0, mu1, sigma1, dps=DPS):
     return _scalar(out)
 
 
-def kl_discrete_condition(p, q, dps=DPS):
-    r"""Relative condition number of ``D(p/sum p || q/sum q)`` in the ``2n`` entries of ``p`` and ``q``.
+def kl_discrete_condition(p, q, dps=DPS, perturbation="simplex"):
+    r"""Relative condition number of the discrete KL divergence in the ``2n`` entries of ``p`` and ``q``.
+
+    Two classes of componentwise relative perturbations ``p_j (1 + eta_j)``, ``q_j (1 + zeta_j)``,
+    ``|eta_j|, |zeta_j| <= eta``, give two condition numbers (Higham 2002, sec. 1.6):
+
+    ``perturbation="simplex"`` (default): the vectors stand for the distributions they represent, so a
+    perturbed vector is renormalised and the function is ``D(p/sum p || q/sum q)``:
 
     .. math::
 
-        \kappa = \frac{1}{D}\sum_j \Big(|\hat q_j - \hat p_j|
+        \kappa_\Delta = \frac{1}{D}\sum_j \Big(|\hat q_j - \hat p_j|
                  + \hat p_j\,\big|\log(\hat p_j/\hat q_j) - D\big|\Big),
         \qquad \hat p = p/\textstyle\sum p,\ \hat q = q/\textstyle\sum q,
 
-    the two terms being :math:`|q_j\,\partial D/\partial q_j|` and :math:`|p_j\,\partial D/\partial p_j|` of
-    the normalised divergence (componentwise relative condition number, as in
-    :func:`kl_normal_condition`).  For ``q = p (1 + delta z)`` both terms are of order ``delta``
-    and ``D`` of order ``delta**2``: ``kappa`` grows like ``1/delta``.  Rows of 2-D input are
-    separate pairs; ``inf`` where ``D = 0``; entries with ``p_j = 0`` contribute only their first
-    term, and ``q_j = 0 < p_j`` (``D = inf``) gives ``nan``.  Evaluated in ``dps`` digits on the
-    exact float64 inputs.
+    the two terms being :math:`|q_j\,\partial D/\partial q_j|` and :math:`|p_j\,\partial D/\partial p_j|`.
+    For ``q = p (1 + delta z)`` both are of order ``delta`` and ``D`` of order ``delta**2``:
+    ``kappa`` grows like ``1/delta`` (about ``8 TV / chi^2``).
+
+    ``perturbation="unconstrained"``: the formula ``F(p, q) = sum_j p_j log(p_j/q_j)`` as a function of
+    ``2n`` free positive numbers (perturbed vectors leave the simplex and are *not* renormalised):
+
+    .. math::
+
+        \kappa_F = \frac{\sum_j p_j\,|\log(p_j/q_j) + 1| + \sum_j p_j}{|F|},
+
+    from ``p_j dF/dp_j = p_j (log(p_j/q_j) + 1)`` and ``q_j dF/dq_j = -p_j``.  The ``+ 1`` and the
+    ``sum p_j`` do not vanish as ``q -> p``, so ``kappa_F`` is about ``2/D ~ 4/chi^2``: it grows like
+    ``1/delta**2``.
+
+    Rows of 2-D input are separate pairs; ``inf`` where the divergence is 0; entries with ``p_j = 0``
+    contribute only their ``q`` term (0 in the unconstrained class), and ``q_j = 0 < p_j``
+    (divergence ``inf``) gives ``nan``.  Evaluated in ``dps`` digits on the exact float64 inputs.
+
+    Raises
+    ------
+    ValueError
+        Negative, NaN or infinite entries; an unknown ``perturbation``.
     """
+    if perturbation not in ("simplex", "unconstrained"):
+        raise ValueError(f"perturbation must be 'simplex' or 'unconstrained', got {perturbation!r}")
     p2, q2 = np.atleast_2d(np.asarray(p, dtype=float)), np.atleast_2d(np.asarray(q, dtype=float))
     p2, q2 = np.broadcast_arrays(p2, q2)
     if np.any(p2 < 0) or np.any(q2 < 0) or not (np.all(np.isfinite(p2)) and np.all(np.isfinite(q2))):
@@ -421,16 +458,151 @@ def kl_discrete_condition(p, q, dps=DPS):
     out = np.empty(p2.shape[0])
     with mpmath.workdps(dps):
         for row, (pr, qr) in enumerate(zip(p2.tolist(), q2.tolist(), strict=True)):
-            ps, qs = mpmath.fsum(map(mpmath.mpf, pr)), mpmath.fsum(map(mpmath.mpf, qr))
-            ph, qh = [mpmath.mpf(a) / ps for a in pr], [mpmath.mpf(b) / qs for b in qr]
-            if any(a > 0 and b == 0 for a, b in zip(ph, qh, strict=True)):
+            if any(a > 0 and b == 0 for a, b in zip(pr, qr, strict=True)):
                 out[row] = math.nan
                 continue
-            kl = mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(ph, qh, strict=True) if a > 0)
-            terms = mpmath.fsum(abs(b - a) + (a * abs(mpmath.log(a / b) - kl) if a > 0 else 0)
-                                for a, b in zip(ph, qh, strict=True))
-            out[row] = math.inf if kl == 0 else float(terms / kl)
+            if perturbation == "simplex":
+                ps, qs = mpmath.fsum(map(mpmath.mpf, pr)), mpmath.fsum(map(mpmath.mpf, qr))
+                ph, qh = [mpmath.mpf(a) / ps for a in pr], [mpmath.mpf(b) / qs for b in qr]
+                kl = mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(ph, qh, strict=True) if a > 0)
+                terms = mpmath.fsum(abs(b - a) + (a * abs(mpmath.log(a / b) - kl) if a > 0 else 0)
+                                    for a, b in zip(ph, qh, strict=True))
+            else:
+                pm, qm = [mpmath.mpf(a) for a in pr], [mpmath.mpf(b) for b in qr]
+                kl = mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(pm, qm, strict=True) if a > 0)
+                terms = mpmath.fsum(a * abs(mpmath.log(a / b) + 1) + a
+                                    for a, b in zip(pm, qm, strict=True) if a > 0)
+            out[row] = math.inf if kl == 0 else float(terms / abs(kl))
     return _scalar(out[0]) if np.ndim(p) == 1 and np.ndim(q) == 1 else out
+
+
+def _mp_divergence(p, q, perturbation):
+    """``D(p/sum p || q/sum q)`` (simplex) or ``sum p log(p/q)`` (unconstrained) of mpf lists, ``p, q > 0``."""
+    if perturbation == "simplex":
+        ps, qs = mpmath.fsum(p), mpmath.fsum(q)
+        p, q = [a / ps for a in p], [b / qs for b in q]
+    return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(p, q, strict=True))
+
+
+def kl_perturbation_amplification(p, q, perturbation="simplex", size=1e-20, n_draws=20, seed=0, dps=DPS):
+    r"""How much relative perturbations of ``p`` and ``q`` of relative size ``size`` change the KL, measured.
+
+    An independent check of :func:`kl_discrete_condition`: the divergence is evaluated in ``dps``-digit
+    arithmetic at perturbed inputs ``p_j (1 + size s_j)``, ``q_j (1 + size t_j)`` and the observed
+    amplification :math:`|D(\tilde p, \tilde q) - D(p, q)| / (\mathrm{size}\cdot D(p, q))` is returned.
+
+    * ``n_draws`` random perturbations with independent signs ``s_j, t_j = +-1`` (seeded): the corners of
+      the box of allowed perturbations, where its extremes lie.  Each amplification is at most the
+      condition number (to first order in ``size``).
+    * the *aligned* perturbation, whose signs are those of the terms ``x_j dD/dx_j``: to first order it
+      attains the condition number exactly.
+
+    ``perturbation`` is ``"simplex"`` (the perturbed vectors are renormalised: ``D(p/sum p || q/sum q)``)
+    or ``"unconstrained"`` (``F = sum p log(p/q)`` of the raw perturbed vectors); see
+    :func:`kl_discrete_condition`.  ``size`` must be small against the relative difference of ``p``
+    and ``q`` for the first-order picture to hold, and ``dps`` large enough to resolve the change
+    (the default ``1e-20`` with 50 digits resolves divergences down to about ``1e-25``).
+
+    Parameters
+    ----------
+    p, q : array_like
+        1-D, same length, entries ``> 0``.
+    perturbation : {"simplex", "unconstrained"}
+    size : float
+        Relative size of each entry's perturbation, in ``(0, 1e-6]``.
+    n_draws : int
+        Number of random sign patterns (``>= 1``).
+    seed : int
+    dps : int
+
+    Returns
+    -------
+    random : numpy.ndarray
+        Shape ``(n_draws,)``: the amplification of each random perturbation.
+    aligned : float
+        The amplification of the aligned perturbation (about the condition number).
+
+    Raises
+    ------
+    ValueError
+        Shapes, non-positive or non-finite entries, ``size`` or ``n_draws`` out of range, an unknown
+        ``perturbation``.
+    """
+    if perturbation not in ("simplex", "unconstrained"):
+        raise ValueError(f"perturbation must be 'simplex' or 'unconstrained', got {perturbation!r}")
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if p.ndim != 1 or p.shape != q.shape:
+        raise ValueError(f"p and q must be 1-D of the same length, got shapes {p.shape} and {q.shape}")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q)) and np.all(p > 0) and np.all(q > 0)):
+        raise ValueError("kl_perturbation_amplification needs finite entries > 0 in p and q")
+    if not 0 < size <= 1e-6:
+        raise ValueError(f"size must be in (0, 1e-6], got {size}")
+    if int(n_draws) < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    n = p.size
+    signs = np.random.default_rng(seed).choice([-1, 1], size=(int(n_draws), 2 * n))
+    with mpmath.workdps(dps):
+        pm, qm = [mpmath.mpf(a) for a in p.tolist()], [mpmath.mpf(b) for b in q.tolist()]
+        h = mpmath.mpf(size)
+        base = _mp_divergence(pm, qm, perturbation)
+        if base == 0:
+            raise ValueError("p and q are equal: the relative amplification is undefined")
+
+        def amplification(s):
+            pt = [a * (1 + h * int(si)) for a, si in zip(pm, s[:n], strict=True)]
+            qt = [b * (1 + h * int(ti)) for b, ti in zip(qm, s[n:], strict=True)]
+            return float(abs(_mp_divergence(pt, qt, perturbation) - base) / (h * abs(base)))
+
+        random = np.array([amplification(s) for s in signs])
+        if perturbation == "simplex":
+            ps, qs = mpmath.fsum(pm), mpmath.fsum(qm)
+            terms = ([a / ps * (mpmath.log((a / ps) / (b / qs)) - base) for a, b in zip(pm, qm, strict=True)]
+                     + [b / qs - a / ps for a, b in zip(pm, qm, strict=True)])
+        else:
+            terms = [a * (mpmath.log(a / b) + 1) for a, b in zip(pm, qm, strict=True)] + [-a for a in pm]
+        aligned = amplification([1 if t >= 0 else -1 for t in terms])
+    return random, aligned
+
+
+def condition_experiment(deltas, n_pairs=5, n_outcomes=20, n_draws=20, size=1e-20, seed=0):
+    r"""Derived condition numbers of nearly equal pairs next to perturbation experiments, in both classes.
+
+    For each ``delta`` and ``n_pairs`` seeded exactly normalised pairs (:func:`dyadic_near_pair`,
+    ``q ~ p (1 + delta z)``), :func:`kl_discrete_condition` gives ``kappa`` and
+    :func:`kl_perturbation_amplification` the amplifications observed in ``dps = 50``-digit arithmetic
+    (``n_draws`` random sign patterns of relative size ``size``, and the aligned one).
+
+    Returns
+    -------
+    dict
+        ``{"simplex": {...}, "unconstrained": {...}}`` with arrays ``"kappa"``, ``"aligned"``,
+        ``"max_random"``, ``"median_random"``, each of shape ``(len(deltas), n_pairs)``; and ``"kl"``,
+        ``"chi2"`` (:math:`\sum (q - p)^2/p`) and ``"tv"`` (:math:`\tfrac12\sum|q - p|`) of the pairs,
+        computed exactly (rational arithmetic for ``chi2`` and ``tv``).
+    """
+    deltas = np.asarray(deltas, dtype=float)
+    if deltas.ndim != 1 or np.any(~(deltas > 0)):
+        raise ValueError("deltas must be a 1-D sequence of numbers > 0")
+    rng = np.random.default_rng(seed)
+    shape = (deltas.size, int(n_pairs))
+    keys = ("kappa", "aligned", "max_random", "median_random")
+    out = {kind: {k: np.empty(shape) for k in keys} for kind in ("simplex", "unconstrained")}
+    out.update({"kl": np.empty(shape), "chi2": np.empty(shape), "tv": np.empty(shape)})
+    for i, delta in enumerate(deltas):
+        for j in range(int(n_pairs)):
+            p, q = dyadic_near_pair(delta, n_outcomes, rng)
+            pf, qf = [Fraction(a) for a in p], [Fraction(b) for b in q]
+            out["chi2"][i, j] = float(sum((b - a) ** 2 / a for a, b in zip(pf, qf, strict=True)))
+            out["tv"][i, j] = float(sum(abs(b - a) for a, b in zip(pf, qf, strict=True)) / 2)
+            out["kl"][i, j] = mp_kl_discrete(p, q)
+            for kind in ("simplex", "unconstrained"):
+                random, aligned = kl_perturbation_amplification(p, q, kind, size=size, n_draws=n_draws,
+                                                                seed=int(rng.integers(2**31)))
+                res = out[kind]
+                res["kappa"][i, j] = kl_discrete_condition(p, q, perturbation=kind)
+                res["aligned"][i, j], res["max_random"][i, j] = aligned, random.max()
+                res["median_random"][i, j] = np.median(random)
+    return out
 
 
 # ----------------------------------------------------------------------------- stress sets
@@ -880,6 +1052,218 @@ def low_precision_errors(deltas=(1.0, 0.1, 0.01), dtypes=LOW_PRECISION_DTYPES, n
                     errs["ratio"][j] = abs(float(ratio) - reference) / reference
                     errs["gradient"][j] = float((grad.double() - grad_ref).norm() / grad_ref.norm())
                 out[(dtype, float(delta))] = errs
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+# ----------------------------------------------------------------------------- backward stability, gradients
+def _xlogy_rows(p, q):
+    from scipy.special import xlogy
+
+    return np.sum(xlogy(p, p) - xlogy(p, q), axis=-1)
+
+
+def _torch_kl_div_rows(p, q):
+    import torch
+    import torch.nn.functional as F
+
+    tp, tq = (torch.as_tensor(np.ascontiguousarray(np.asarray(a, dtype=float))) for a in (p, q))
+    return F.kl_div(tq.log(), tp, reduction="none").sum(-1).numpy()
+
+
+#: the discrete routes whose backward stability chapter 5 classifies: ``label: function(p, q)`` on rows
+BACKWARD_ROUTES = {
+    "textbook np.sum(p * np.log(p / q))": _textbook_rows,
+    "log space: np.sum(xlogy(p, p) − xlogy(p, q))": _xlogy_rows,
+    "F.kl_div(q.log(), p, reduction='sum')": _torch_kl_div_rows,
+    "torch.distributions (Categorical)": torch_kl_categorical,
+    "SciPy rel_entr(p, q).sum()": _rel_entr_rows,
+    "sum p (r − log1p(r)), subtracted naively": naive_kl_discrete_log1p,
+    "klcourse.kl_divergence": lambda p, q: kl_divergence(p, q),
+}
+
+#: error / (kappa u) up to which chapter 5 calls a route backward stable ("a few u" of input perturbation)
+STABLE_RATIO = 10.0
+
+
+def backward_stability_rows(p, q, reference, kappa_simplex, kappa_unconstrained, routes=None):
+    r"""Forward error of each route divided by ``kappa * u``, in both perturbation classes.
+
+    To first order the componentwise backward error of a computed value :math:`\hat D` is its relative
+    forward error divided by the condition number, :math:`|\hat D - D| / (\kappa D)`; divided further by
+    the unit roundoff ``u = 2**-53`` it says how many ``u`` of input perturbation explain the result.
+    A route whose ratio stays below :data:`STABLE_RATIO` over all pairs is called backward stable in that
+    class.
+
+    Parameters
+    ----------
+    p, q : numpy.ndarray
+        Pairs of probability vectors, shape ``(..., n)``, exactly normalised (e.g. from
+        :func:`dyadic_near_pair`, where the two classes share the same exact value).
+    reference : numpy.ndarray
+        The exact divergences (e.g. :func:`mp_kl_discrete`), shape ``(...)``.
+    kappa_simplex, kappa_unconstrained : numpy.ndarray
+        :func:`kl_discrete_condition` of each pair in the two classes, shape ``(...)``.
+    routes : dict, optional
+        ``label: function(p, q)``; default :data:`BACKWARD_ROUTES`.
+
+    Returns
+    -------
+    list of dict
+        One per route: ``route``, ``median_simplex``, ``max_simplex``, ``median_unconstrained``,
+        ``max_unconstrained`` (ratios error / (kappa u)) and the booleans ``stable_simplex``,
+        ``stable_unconstrained``.
+    """
+    reference = np.asarray(reference, dtype=float)
+    if np.shape(kappa_simplex) != reference.shape or np.shape(kappa_unconstrained) != reference.shape:
+        raise ValueError("reference and both condition numbers must have the same shape")
+    u = np.finfo(np.float64).eps / 2
+    rows = []
+    for label, fn in (routes or BACKWARD_ROUTES).items():
+        with np.errstate(all="ignore"):
+            err = relative_errors(np.asarray(fn(p, q), dtype=float), reference)
+        rs, rf = err / (np.asarray(kappa_simplex) * u), err / (np.asarray(kappa_unconstrained) * u)
+        rows.append({"route": label,
+                     "median_simplex": float(np.median(rs)), "max_simplex": float(np.max(rs)),
+                     "median_unconstrained": float(np.median(rf)), "max_unconstrained": float(np.max(rf)),
+                     "stable_simplex": bool(np.max(rs) <= STABLE_RATIO),
+                     "stable_unconstrained": bool(np.max(rf) <= STABLE_RATIO)})
+    return rows
+
+
+def backward_stability_html(rows):
+    """Render :func:`backward_stability_rows` as an HTML table."""
+    head = ("<tr><th>route</th><th>error / (κ<sub>Δ</sub> u), median</th><th>worst</th>"
+            "<th>backward stable on the simplex?</th><th>error / (κ<sub>F</sub> u), worst</th>"
+            "<th>backward stable off it?</th></tr>")
+    body = [f"<tr><td><code>{html.escape(r['route'])}</code></td><td>{_fmt_err(r['median_simplex'])}</td>"
+            f"<td>{_fmt_err(r['max_simplex'])}</td><td>{'yes' if r['stable_simplex'] else 'no'}</td>"
+            f"<td>{_fmt_err(r['max_unconstrained'])}</td><td>{'yes' if r['stable_unconstrained'] else 'no'}</td>"
+            "</tr>" for r in rows]
+    return f'<table class="klcourse-accuracy">{head}{"".join(body)}</table>'
+
+
+def torch_r_minus_log1p(r):
+    r"""``r - log1p(r)`` for a torch tensor, accurate for tiny ``|r|`` and differentiable (autograd).
+
+    For ``|r| <= 1/4`` it uses ``log1p(r) = 2 atanh(v)`` with ``v = r/(2 + r)``, so that
+    ``r - log1p(r) = v (r - 2 v^2 A(v^2))``, ``A(w) = 1/3 + w/5 + w^2/7 + ...`` (12 terms: ``v^2 <= 1/49``);
+    no step subtracts nearly equal numbers, and autograd's derivative ``r/(1 + r)`` keeps its relative
+    accuracy too.  Elsewhere ``r - log1p(r)`` directly.  ``inf`` at ``r = -1``.
+
+    Raises
+    ------
+    ValueError
+        ``r < -1`` or NaN.
+    """
+    import torch
+
+    if not isinstance(r, torch.Tensor):
+        r = torch.as_tensor(np.asarray(r, dtype=float))
+    if torch.isnan(r).any() or (r < -1).any():
+        raise ValueError("torch_r_minus_log1p needs r >= -1")
+    small = r.abs() <= 0.25
+    rs = torch.where(small, r, torch.zeros_like(r))
+    v = rs / (2 + rs)
+    w = v * v
+    series = torch.zeros_like(r)
+    for k in reversed(range(12)):
+        series = series * w + 1.0 / (2 * k + 3)
+    near = v * (rs - 2 * w * series)
+    rb = torch.where(small, torch.ones_like(r), r)
+    return torch.where(small, near, rb - torch.log1p(rb))
+
+
+#: the autodiff routes of :func:`softmax_value_gradient_errors`
+VALUE_GRADIENT_ROUTES = (
+    "textbook: sum p log(p / softmax(z))",
+    "log space: F.kl_div(log_softmax(z), p)",
+    "stable: sum p ψ((q − p)/p)",
+)
+
+
+def _route_values(zp, zq, route):
+    import torch
+    import torch.nn.functional as F
+
+    p = torch.softmax(zp, -1)
+    if route == VALUE_GRADIENT_ROUTES[0]:
+        return (p * torch.log(p / torch.softmax(zq, -1))).sum()
+    if route == VALUE_GRADIENT_ROUTES[1]:
+        return F.kl_div(torch.log_softmax(zq, -1), p, reduction="sum")
+    q = torch.softmax(zq, -1)
+    return (p * torch_r_minus_log1p((q - p) / p)).sum()
+
+
+def softmax_value_gradient_errors(deltas, n_draws=5, n_classes=50, seed=0, dps=DPS):
+    r"""Relative errors of ``D(softmax(z_p) || softmax(z_q))`` and of its autodiff gradient in ``z_q``, float64.
+
+    Logits ``z_p ~ N(0, 1)`` and ``z_q = z_p + delta w``, ``w ~ N(0, 1)``, over ``n_classes`` classes
+    (seeded): ``q_i/p_i - 1`` is of order ``delta``.  Each route of :data:`VALUE_GRADIENT_ROUTES` is
+    computed with torch in float64 and differentiated with autograd.  The references are exact functions
+    of the float64 logits, in ``dps``-digit arithmetic: the divergence of the two softmax distributions,
+    and its gradient with respect to ``z_q``, ``softmax(z_q) - softmax(z_p)``.  Two *floors* show what any
+    method that starts from the float64 probabilities ``p = softmax(z_p)``, ``q = softmax(z_q)`` (each
+    rounded, relative error ``~u``) must lose: the exact divergence of the rounded vectors (renormalised)
+    and their exact difference ``q - p``.
+
+    Returns
+    -------
+    dict
+        ``"value"`` and ``"gradient"``: ``{route: array (len(deltas), n_draws)}`` of relative errors
+        (the gradient's in the 2-norm); ``"value_floor"``, ``"gradient_floor"``: arrays of that shape;
+        ``"kappa_simplex"``: :func:`kl_discrete_condition` of the rounded pairs.
+
+    Raises
+    ------
+    ValueError
+        A ``delta <= 0``, ``n_draws < 1`` or ``n_classes < 2``.
+    """
+    import torch
+
+    deltas = np.asarray(deltas, dtype=float)
+    if deltas.ndim != 1 or np.any(~(deltas > 0)):
+        raise ValueError("deltas must be a 1-D sequence of numbers > 0")
+    if int(n_draws) < 1 or int(n_classes) < 2:
+        raise ValueError("n_draws must be >= 1 and n_classes >= 2")
+    rng = np.random.default_rng(seed)
+    shape = (deltas.size, int(n_draws))
+    out = {"value": {r: np.empty(shape) for r in VALUE_GRADIENT_ROUTES},
+           "gradient": {r: np.empty(shape) for r in VALUE_GRADIENT_ROUTES},
+           "value_floor": np.empty(shape), "gradient_floor": np.empty(shape), "kappa_simplex": np.empty(shape)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i, delta in enumerate(deltas):
+            for j in range(int(n_draws)):
+                zp_np = rng.standard_normal(n_classes)
+                zq_np = zp_np + delta * rng.standard_normal(n_classes)
+                zp = torch.from_numpy(zp_np)
+                with mpmath.workdps(dps):
+                    lse = [mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in z.tolist()))
+                           for z in (zp_np, zq_np)]
+                    lp = [mpmath.mpf(v) - lse[0] for v in zp_np.tolist()]
+                    lq = [mpmath.mpf(v) - lse[1] for v in zq_np.tolist()]
+                    kl = mpmath.fsum(mpmath.exp(a) * (a - b) for a, b in zip(lp, lq, strict=True))
+                    g_exact = [mpmath.exp(b) - mpmath.exp(a) for a, b in zip(lp, lq, strict=True)]
+                    g_norm = mpmath.sqrt(mpmath.fsum(g * g for g in g_exact))
+                    p_hat = torch.softmax(zp, -1).numpy()
+                    q_hat = torch.softmax(torch.from_numpy(zq_np), -1).numpy()
+                    out["value_floor"][i, j] = float(abs(_mp_kl_row(p_hat.tolist(), q_hat.tolist()) - kl) / kl)
+                    diff = [mpmath.mpf(b) - mpmath.mpf(a) for a, b in zip(p_hat.tolist(), q_hat.tolist(),
+                                                                          strict=True)]
+                    out["gradient_floor"][i, j] = float(
+                        mpmath.sqrt(mpmath.fsum((d - g) ** 2 for d, g in zip(diff, g_exact, strict=True))) / g_norm)
+                    for route in VALUE_GRADIENT_ROUTES:
+                        zq = torch.from_numpy(zq_np.copy()).requires_grad_(True)
+                        value = _route_values(zp, zq, route)
+                        (grad,) = torch.autograd.grad(value, zq)
+                        out["value"][route][i, j] = float(abs(mpmath.mpf(float(value.detach())) - kl) / kl)
+                        err = mpmath.fsum((mpmath.mpf(a) - g) ** 2 for a, g in zip(grad.tolist(), g_exact,
+                                                                                  strict=True))
+                        out["gradient"][route][i, j] = float(mpmath.sqrt(err) / g_norm)
+                out["kappa_simplex"][i, j] = kl_discrete_condition(p_hat, q_hat)
     finally:
         torch.set_num_threads(threads)
     return out

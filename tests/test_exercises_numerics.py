@@ -22,7 +22,8 @@ from klcourse.numerics import kl_bernoulli
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "05_numerics.ipynb"
 IDS = {"numerics.kl-bernoulli", "numerics.kl-div-batch", "numerics.clip-predict", "numerics.logsumexp",
-       "numerics.negative-textbook", "numerics.digits-lost", "numerics.bf16-roundoff"}
+       "numerics.negative-textbook", "numerics.digits-lost", "numerics.bf16-roundoff",
+       "numerics.condition-number"}
 
 
 def assert_misconception(exercise_id, answer, name):
@@ -391,3 +392,76 @@ def test_bf16_roundoff_names_misconceptions(wrong, name):
 def test_bf16_roundoff_far_answer_does_not_reveal_the_value():
     fb = evaluate("numerics.bf16-roundoff", 0.1)
     assert not fb.passed and fb.misconception is None and "0.0039" not in fb.message
+
+
+# --------------------------------------------------------------------------- condition-number
+def mp_condition_by_perturbation():
+    """sum_j |F(x + eta x_j e_j) - F(x)| / (eta |F(x)|) over the six entries, F = sum p log(p/q), in mpmath."""
+    with mpmath.workdps(60):
+        x = [mpmath.mpf(v) for v in (*ex.COND_P, *ex.COND_Q)]
+
+        def f(y):
+            return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(y[:3], y[3:], strict=True))
+
+        eta, base = mpmath.mpf("1e-30"), f(x)
+        total = mpmath.mpf(0)
+        for j in range(6):
+            y = list(x)
+            y[j] *= 1 + eta
+            total += abs(f(y) - base)
+        return float(total / (eta * abs(base)))
+
+
+def test_condition_number_matches_mpmath_perturbation():
+    expected = mp_condition_by_perturbation()
+    assert ex.condition_number_expected() == pytest.approx(expected, rel=1e-10)
+    assert evaluate("numerics.condition-number", expected).passed
+    assert evaluate("numerics.condition-number", float(f"{expected:.4g}")).passed
+
+
+def test_condition_number_simplex_misconception_is_the_renormalised_problem():
+    """The 'simplex' value is the condition number of D(p/sum p || q/sum q), measured by perturbation."""
+    with mpmath.workdps(60):
+        x = [mpmath.mpf(v) for v in (*ex.COND_P, *ex.COND_Q)]
+
+        def d(y):
+            ps, qs = mpmath.fsum(y[:3]), mpmath.fsum(y[3:])
+            return mpmath.fsum(a / ps * mpmath.log((a / ps) / (b / qs)) for a, b in zip(y[:3], y[3:], strict=True))
+
+        eta, base = mpmath.mpf("1e-30"), d(x)
+        total = mpmath.mpf(0)
+        for j in range(6):
+            y = list(x)
+            y[j] *= 1 + eta
+            total += abs(d(y) - base)
+        simplex = float(total / (eta * abs(base)))
+    assert_misconception("numerics.condition-number", simplex, "simplex")
+
+
+def _by_hand_parts():
+    p, q = np.array(ex.COND_P), np.array(ex.COND_Q)
+    kl = sum(a * math.log(a / b) for a, b in zip(p, q, strict=True))
+    return p, q, kl
+
+
+@pytest.mark.parametrize(("name", "wrong"), [
+    ("no-plus-one", lambda p, q, kl: (sum(a * abs(math.log(a / b)) for a, b in zip(p, q, strict=True)) + 1) / kl),
+    ("no-q-term", lambda p, q, kl: sum(a * abs(math.log(a / b) + 1) for a, b in zip(p, q, strict=True)) / kl),
+    ("absolute", lambda p, q, kl: sum(a * abs(math.log(a / b) + 1) for a, b in zip(p, q, strict=True)) + 1),
+    ("bits", lambda p, q, kl: mp_condition_by_perturbation() * math.log(2)),
+    ("bits-other-way", lambda p, q, kl: mp_condition_by_perturbation() / math.log(2)),
+    ("sum-kappa", lambda p, q, kl: sum(abs(a * math.log(a / b)) for a, b in zip(p, q, strict=True)) / kl),
+])
+def test_condition_number_names_misconceptions(name, wrong):
+    assert_misconception("numerics.condition-number", wrong(*_by_hand_parts()), name)
+
+
+def test_condition_number_far_answer_does_not_reveal_the_value():
+    fb = evaluate("numerics.condition-number", 30.0)
+    assert not fb.passed and fb.misconception is None and "97" not in fb.message
+
+
+def test_condition_number_statement_states_the_data():
+    statement = _statement("numerics-condition-number")
+    assert "P = (0.5, 0.3, 0.2)" in statement and "Q = (0.4, 0.35, 0.25)" in statement
+    assert ex.COND_P == (0.5, 0.3, 0.2) and ex.COND_Q == (0.4, 0.35, 0.25)

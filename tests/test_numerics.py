@@ -434,3 +434,114 @@ def test_half_precision_gradient_outlives_the_value():
     for dtype in ("bfloat16", "float16"):
         e = errs[(dtype, 0.01)]
         assert np.median(e["log-space"]) > 10 * np.median(e["gradient"])
+
+
+# --------------------------------------------------------------------------- two condition numbers, backward stability
+def test_kl_discrete_condition_unconstrained_matches_mpmath_perturbation():
+    """kappa_F of the raw formula sum p log(p/q) (no renormalisation), by perturbing each of the 2n entries."""
+    rng = np.random.default_rng(12)
+    for delta in (1e-2, 1e-7):
+        p, q = nm.dyadic_near_pair(delta, 12, rng)
+
+        def formula(x):
+            return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(x[:12], x[12:], strict=True))
+
+        with mpmath.workdps(80):
+            expected = mp_relative_sensitivity(formula, [mpmath.mpf(v) for v in (*p, *q)])
+        kappa_f = nm.kl_discrete_condition(p, q, perturbation="unconstrained")
+        assert kappa_f == pytest.approx(expected, rel=1e-8)
+        assert 0.5 / delta**2 < kappa_f < 50 / delta**2  # grows like 1/delta^2, not 1/delta
+    with pytest.raises(ValueError, match="perturbation"):
+        nm.kl_discrete_condition([0.5, 0.5], [0.4, 0.6], perturbation="relative")
+
+
+def test_condition_numbers_near_p_follow_chi_square_and_total_variation():
+    """Chapter 5: D ~ chi^2/2, kappa_F ~ 4/chi^2, kappa_simplex ~ 8 TV/chi^2 as q -> p (chi^2, TV computed here)."""
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        p, q = nm.dyadic_near_pair(1e-6, 20, rng)
+        pf, qf = [Fraction(a) for a in p], [Fraction(b) for b in q]
+        chi2 = float(sum((b - a) ** 2 / a for a, b in zip(pf, qf, strict=True)))
+        tv = float(sum(abs(b - a) for a, b in zip(pf, qf, strict=True)) / 2)
+        assert nm.mp_kl_discrete(p, q) / (chi2 / 2) == pytest.approx(1.0, abs=1e-4)
+        assert nm.kl_discrete_condition(p, q, perturbation="unconstrained") * chi2 / 4 == pytest.approx(1.0, abs=1e-4)
+        assert nm.kl_discrete_condition(p, q) * chi2 / (8 * tv) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("perturbation", ["simplex", "unconstrained"])
+def test_perturbation_amplification_is_bounded_by_and_attains_kappa(perturbation):
+    for delta in (1e-1, 1e-5):
+        p, q = nm.dyadic_near_pair(delta, 15, np.random.default_rng(4))
+        kappa = nm.kl_discrete_condition(p, q, perturbation=perturbation)
+        random, aligned = nm.kl_perturbation_amplification(p, q, perturbation, n_draws=30, seed=1)
+        assert random.shape == (30,)
+        assert np.all(random <= kappa * (1 + 1e-9))
+        assert np.median(random) < 0.9 * kappa  # random corners are not the worst case
+        assert aligned == pytest.approx(kappa, rel=1e-9)
+
+
+def test_perturbation_amplification_rejects_bad_input():
+    p, q = [0.5, 0.5], [0.4, 0.6]
+    for kwargs in ({"perturbation": "free"}, {"size": 0.0}, {"size": 1e-3}, {"n_draws": 0}):
+        with pytest.raises(ValueError):
+            nm.kl_perturbation_amplification(p, q, **kwargs)
+    with pytest.raises(ValueError):
+        nm.kl_perturbation_amplification([0.5, 0.5], [1.0, 0.0])
+    with pytest.raises(ValueError):
+        nm.kl_perturbation_amplification([0.5, 0.5], [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="equal"):
+        nm.kl_perturbation_amplification(p, p)
+
+
+def test_backward_stability_classes_of_the_routes():
+    """The textbook sum is backward stable only off the simplex; rel_entr and klcourse in both classes."""
+    rng = np.random.default_rng(5)
+    pairs = [nm.dyadic_near_pair(d, 30, rng) for d in (1e-3, 1e-6, 1e-9) for _ in range(3)]
+    p, q = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    ref = nm.mp_kl_discrete(p, q)
+    rows = {r["route"]: r for r in nm.backward_stability_rows(
+        p, q, ref, nm.kl_discrete_condition(p, q), nm.kl_discrete_condition(p, q, perturbation="unconstrained"))}
+    assert set(rows) == set(nm.BACKWARD_ROUTES)
+    textbook = rows["textbook np.sum(p * np.log(p / q))"]
+    assert textbook["stable_unconstrained"] and not textbook["stable_simplex"]
+    assert textbook["max_simplex"] > 1e5
+    for name in ("SciPy rel_entr(p, q).sum()", "klcourse.kl_divergence"):
+        assert rows[name]["stable_simplex"] and rows[name]["stable_unconstrained"]
+    # the ratio is the relative error over kappa u, recomputed here for the textbook route
+    err = np.abs(np.sum(p * np.log(p / q), axis=-1) - ref) / ref
+    assert textbook["max_simplex"] == pytest.approx(np.max(err / (nm.kl_discrete_condition(p, q) * EPS / 2)))
+    with pytest.raises(ValueError):
+        nm.backward_stability_rows(p, q, ref, np.ones(2), np.ones(2))
+
+
+@pytest.mark.parametrize("r", [1e-15, -3e-12, 2e-8, -1e-4, 0.1, -0.25, 0.25, 0.3, -0.9, 5.0, 1e3])
+def test_torch_r_minus_log1p_value_and_gradient_match_mpmath(r):
+    x = torch.tensor([r], dtype=torch.float64, requires_grad=True)
+    value = nm.torch_r_minus_log1p(x)
+    (grad,) = torch.autograd.grad(value.sum(), x)
+    value = value.detach()
+    with mpmath.workdps(50):
+        rm = mpmath.mpf(r)
+        exact, exact_grad = rm - mpmath.log1p(rm), rm / (1 + rm)
+    assert float(value) == pytest.approx(float(exact), rel=8 * EPS)
+    assert float(grad) == pytest.approx(float(exact_grad), rel=8 * EPS)
+
+
+def test_torch_r_minus_log1p_rejects_and_agrees_with_numpy():
+    with pytest.raises(ValueError):
+        nm.torch_r_minus_log1p(torch.tensor([-1.5], dtype=torch.float64))
+    r = np.linspace(-0.99, 3.0, 401)
+    assert np.allclose(nm.torch_r_minus_log1p(torch.from_numpy(r)).numpy(), nm.r_minus_log1p(r), rtol=8 * EPS, atol=0)
+
+
+def test_softmax_gradients_stay_at_the_rounding_floor_where_textbook_values_do_not():
+    res = nm.softmax_value_gradient_errors((1e-2, 1e-9), n_draws=3, n_classes=20, seed=2)
+    kappa_u = res["kappa_simplex"] * EPS / 2
+    assert np.all(res["value_floor"] <= kappa_u) and np.all(res["gradient_floor"] < 1e-5)
+    for route in nm.VALUE_GRADIENT_ROUTES:
+        assert np.all(res["gradient"][route] <= 10 * np.maximum(res["gradient_floor"], EPS))
+    textbook = res["value"][nm.VALUE_GRADIENT_ROUTES[0]]
+    stable = res["value"][nm.VALUE_GRADIENT_ROUTES[2]]
+    assert np.median(textbook[1]) > 1e-2 and np.all(stable <= 10 * np.maximum(res["value_floor"], EPS))
+    with pytest.raises(ValueError):
+        nm.softmax_value_gradient_errors((1e-2, 0.0))

@@ -345,6 +345,14 @@ HINTS: dict[str, tuple[str, ...]] = {
         "u = eps / 2.",
         "bfloat16 has t = 8 significant bits; torch.finfo(torch.bfloat16).eps gives eps to check your u.",
     ),
+    "numerics.condition-number": (
+        "The relative condition number of a function f of inputs x_1, ..., x_m under componentwise relative "
+        "perturbations is Σ_j |x_j ∂f/∂x_j| divided by |f|.",
+        "Here f = F(p, q) = Σ_i p_i log(p_i/q_i) with all six entries free: differentiate one term with respect to "
+        "its p_i and with respect to its q_i, then multiply each derivative by that entry.",
+        "Evaluate the formula of the proposition 'Two condition numbers of the discrete KL' for the unconstrained "
+        "class with NumPy; nm.kl_discrete_condition(P, Q, perturbation='unconstrained') checks it.",
+    ),
     # ------------------------------------------------------------------ 6. VAE
     "vae.kl-batch": (
         "For one image the KL term is a sum over the latent dimensions of ½(σ² + μ² − 1 − log σ²), with "

@@ -387,3 +387,89 @@ register(
         ],
     ),
 )
+
+
+# --------------------------------------------------------------------------- numerics.condition-number
+#: ``numerics.condition-number``: the pair whose unconstrained condition number the reader computes
+COND_P = (0.5, 0.3, 0.2)
+COND_Q = (0.4, 0.35, 0.25)
+#: relative tolerance of the answer
+COND_RTOL = 1e-3
+
+
+def _cond_parts():
+    p, q = np.asarray(COND_P), np.asarray(COND_Q)
+    log_ratio = np.log(p / q)
+    kl = float(np.sum(p * log_ratio))
+    return p, q, log_ratio, kl
+
+
+def condition_number_expected() -> float:
+    """kappa_F = (sum p |log(p/q) + 1| + sum p) / D: free relative perturbations of all six entries."""
+    p, _, log_ratio, kl = _cond_parts()
+    return float((np.sum(p * np.abs(log_ratio + 1)) + np.sum(p)) / kl)
+
+
+def _cond_simplex() -> float:
+    p, q, log_ratio, kl = _cond_parts()
+    return float((np.sum(p * np.abs(log_ratio - kl)) + np.sum(np.abs(q - p))) / kl)
+
+
+def _cond_no_plus_one() -> float:
+    p, _, log_ratio, kl = _cond_parts()
+    return float((np.sum(p * np.abs(log_ratio)) + np.sum(p)) / kl)
+
+
+def _cond_no_q() -> float:
+    p, _, log_ratio, kl = _cond_parts()
+    return float(np.sum(p * np.abs(log_ratio + 1)) / kl)
+
+
+def _cond_absolute() -> float:
+    p, _, log_ratio, _ = _cond_parts()
+    return float(np.sum(p * np.abs(log_ratio + 1)) + np.sum(p))
+
+
+def _cond_of_the_sum() -> float:
+    p, _, log_ratio, kl = _cond_parts()
+    return float(np.sum(p * np.abs(log_ratio)) / kl)
+
+
+register(
+    "numerics.condition-number",
+    title="The condition number of the textbook KL formula",
+    kind="number",
+    checker=number(
+        condition_number_expected,
+        rtol=COND_RTOL,
+        atol=0.0,
+        unit=None,
+        misconceptions=[
+            Misconception("simplex", _cond_simplex,
+                          "That is the condition number on the simplex, where the perturbed vectors are "
+                          "renormalised (κ_Δ). Here the six numbers are perturbed freely and not renormalised: "
+                          "the +1 in ∂F/∂p_j and the q-terms −p_j no longer cancel."),
+            Misconception("no-plus-one", _cond_no_plus_one,
+                          "The +1 is missing: the derivative of p log(p/q) with respect to p is log(p/q) + 1, "
+                          "not log(p/q)."),
+            Misconception("no-q-term", _cond_no_q,
+                          "You perturbed only p. The entries of q are inputs too: q_j ∂F/∂q_j = −p_j adds "
+                          "Σ p_j to the numerator."),
+            Misconception("absolute", _cond_absolute,
+                          "That is Σ|x_j ∂F/∂x_j|, the absolute sensitivity. The relative condition number "
+                          "divides it by |F|, the divergence itself."),
+            Misconception("bits", lambda: condition_number_expected() * math.log(2),
+                          "A ratio of nats to bits: a condition number has no unit. If you take D in bits, "
+                          "take the derivatives in bits too, and the factors ln 2 cancel."),
+            Misconception("bits-other-way", lambda: condition_number_expected() / math.log(2),
+                          "A ratio of bits to nats: a condition number has no unit. Use one log base for the "
+                          "derivatives and for D, and the factors ln 2 cancel."),
+            Misconception("sum-kappa", _cond_of_the_sum,
+                          "That is Σ|t_i| / |Σ t_i| for the terms t_i = p_i log(p_i/q_i), the condition number "
+                          "of the summation, a property of one algorithm. The problem's condition number "
+                          "measures how F changes when its six inputs change."),
+        ],
+    ),
+)
+
+__all__ += ["COND_P", "COND_Q", "COND_RTOL", "condition_number_expected"]
