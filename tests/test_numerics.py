@@ -545,3 +545,31 @@ def test_softmax_gradients_stay_at_the_rounding_floor_where_textbook_values_do_n
     assert np.median(textbook[1]) > 1e-2 and np.all(stable <= 10 * np.maximum(res["value_floor"], EPS))
     with pytest.raises(ValueError):
         nm.softmax_value_gradient_errors((1e-2, 0.0))
+
+
+def test_condition_experiment_records_kappa_attained_and_exact_chi2_tv():
+    deltas = (1e-2, 1e-5)
+    res = nm.condition_experiment(deltas, n_pairs=3, n_outcomes=10, n_draws=8, seed=7)
+    for kind in ("simplex", "unconstrained"):
+        r = res[kind]
+        assert all(a.shape == (2, 3) for a in r.values())
+        assert np.allclose(r["aligned"], r["kappa"], rtol=1e-9)
+        assert np.all(r["median_random"] <= r["max_random"]) and np.all(r["max_random"] <= r["kappa"] * (1 + 1e-9))
+    # the same pairs, rebuilt from the same stream: chi^2 and TV by plain float arithmetic
+    rng = np.random.default_rng(7)
+    for i, delta in enumerate(deltas):
+        for j in range(3):
+            p, q = nm.dyadic_near_pair(delta, 10, rng)
+            rng.integers(2**31), rng.integers(2**31)  # the two seeds drawn for the perturbations
+            assert res["chi2"][i, j] == pytest.approx(np.sum((q - p) ** 2 / p), rel=1e-12)
+            assert res["tv"][i, j] == pytest.approx(np.sum(np.abs(q - p)) / 2, rel=1e-12)
+            assert res["kl"][i, j] == pytest.approx(nm.mp_kl_discrete(p, q), rel=1e-15)
+    with pytest.raises(ValueError):
+        nm.condition_experiment((1e-2, -1.0))
+
+
+def test_backward_stability_html_says_yes_and_no():
+    rows = [{"route": "a <b>", "median_simplex": 1e5, "max_simplex": 1e9, "median_unconstrained": 0.1,
+             "max_unconstrained": 0.5, "stable_simplex": False, "stable_unconstrained": True}]
+    out = nm.backward_stability_html(rows)
+    assert "a &lt;b&gt;" in out and "<td>no</td>" in out and "<td>yes</td>" in out and "1.0e+09" in out
