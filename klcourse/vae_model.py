@@ -55,14 +55,21 @@ __all__ = [
     "active_units",
     "aggregate_posterior_kl",
     "burda_activity",
+    "elbo_mc",
+    "empirical_log_mass",
     "evaluate",
     "expected_log_likelihood_gh",
+    "gaussian_decoder_nll",
     "grid_posterior",
     "image_grid",
+    "iwae_bound",
     "kl_per_dim",
     "load_binary_digits",
     "log_evidence_gh",
+    "log_mean_exp",
+    "member_log_joint",
     "mse_penalty",
+    "optimise_gaussian_q",
     "reconstruction_nll",
     "reparameterise",
     "train_vaes",
@@ -485,6 +492,14 @@ class GridPosterior:
         log_posterior = self.log_joint - log_evidence[:, None, None]
         return np.sum(q * (log_q - log_posterior), axis=(1, 2))
 
+    def elbo(self, mu, logvar) -> np.ndarray:
+        """``ELBO_i = E_q[log p(x_i, z) - log q(z)]`` for ``q = N(mu_i, diag exp(logvar_i))``, by the grid, (n,).
+
+        The same integral as :meth:`kl_from_gaussian` without the normaliser: a route to the ELBO that uses
+        neither the closed-form KL term nor a quadrature rule for the reconstruction term.
+        """
+        return -self.kl_from_gaussian(mu, logvar, log_evidence=np.zeros_like(self.log_evidence))
+
 
 @torch.no_grad()
 def grid_posterior(model: VAEStack, x: torch.Tensor, *, member: int = 0, half_width: float = 4.5,
@@ -614,3 +629,189 @@ def image_grid(images, n_cols: int, *, side: int = 8, pad: int = 1) -> np.ndarra
         r, c = divmod(k, n_cols)
         canvas[r * step:r * step + side, c * step:c * step + side] = image
     return canvas
+
+
+# --------------------------------------------------------------------------- importance weighting and the gap split
+def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``log(mean(exp(a)))`` along ``dim`` without overflow or underflow.
+
+    Subtracts the maximum before exponentiating, ``m + log(mean(exp(a - m)))``, so log-weights of
+    -10 000 or +10 000 nats give the right answer; an all ``-inf`` slice gives ``-inf``.
+
+    Raises
+    ------
+    ValueError
+        ``dim`` has length 0 (nothing to average), or ``a`` contains NaN or ``+inf``.
+    """
+    a = torch.as_tensor(a)
+    if a.shape[dim] == 0:
+        raise ValueError("log_mean_exp needs at least one value along dim")
+    if bool(torch.isnan(a).any()) or bool((a == math.inf).any()):
+        raise ValueError("log_mean_exp: the input contains NaN or +inf")
+    m = a.amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # an all -inf slice stays -inf
+    return (m + torch.log(torch.exp(a - m).mean(dim=dim, keepdim=True))).squeeze(dim)
+
+
+def member_log_joint(model: VAEStack, x: torch.Tensor, *, member: int = 0):
+    """``log p(x_i, z) = log p(x_i | z) + log p(z)`` of one plain member, as a function of ``z``, in float64.
+
+    Returns a callable taking ``z`` of shape (..., n, d) (``n = len(x)``) and returning shape (..., n).
+    It uses only the member's own weights (cast to float64), so importance sampling with thousands of
+    draws does not pay for the other members of the stack.
+
+    Raises
+    ------
+    ValueError
+        ``member`` out of range or an autoregressive member.
+    """
+    if not 0 <= member < model.n_models:
+        raise ValueError(f"member {member} is out of range for a stack of {model.n_models}")
+    if bool(model.is_autoregressive[member]):
+        raise ValueError("member_log_joint needs a member with a plain decoder")
+    first, last = model.decoder[0], model.decoder[2]
+    w1, b1 = first.weight[member].detach().double(), first.bias[member, 0].detach().double()
+    w2, b2 = last.weight[member].detach().double(), last.bias[member, 0].detach().double()
+    x = x.double()
+
+    def log_joint(z: torch.Tensor) -> torch.Tensor:
+        logits = torch.tanh(z @ w1 + b1) @ w2 + b2  # (..., n, pixels)
+        log_lik = (x * logits - F.softplus(logits)).sum(dim=-1)  # Bernoulli, summed over pixels
+        log_prior = -0.5 * (z**2).sum(dim=-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+        return log_lik + log_prior
+
+    return log_joint
+
+
+def _gaussian_draws(mu, logvar, shape, generator):
+    mu, logvar = torch.as_tensor(mu, dtype=torch.float64), torch.as_tensor(logvar, dtype=torch.float64)
+    if mu.shape != logvar.shape or mu.dim() != 2:
+        raise ValueError(f"mu and logvar must both have shape (n, d); got {tuple(mu.shape)} and "
+                         f"{tuple(logvar.shape)}")
+    eps = torch.randn(*shape, *mu.shape, generator=generator, dtype=torch.float64)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    log_q = (-0.5 * (eps**2 + logvar + math.log(2 * math.pi))).sum(dim=-1)
+    return z, log_q
+
+
+def iwae_bound(log_joint, mu, logvar, n_importance: int, *, n_repeats: int = 1,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The importance-weighted bound of Burda et al. (2016) with ``K = n_importance`` draws from ``q``.
+
+    .. math::
+
+        \mathcal L_K(x) = \log\frac1K\sum_{k=1}^K \frac{p(x, z_k)}{q(z_k\mid x)},\qquad
+        z_k\sim q(z\mid x) = \mathcal N(\mu, \operatorname{diag} e^{v}).
+
+    Each value is one random draw of :math:`\mathcal L_K`; its expectation is at most ``log p(x)``, does
+    not decrease with ``K``, equals the ELBO at ``K = 1`` and tends to ``log p(x)`` as ``K`` grows
+    (when ``p(x, z) / q(z|x)`` has a finite variance, the gap falls like ``Var / (2 K p(x)^2)``).
+    Averaged in log space with :func:`log_mean_exp`.
+
+    Parameters
+    ----------
+    log_joint : callable
+        ``z`` of shape (..., n, d) -> ``log p(x_i, z)`` of shape (..., n), e.g. :func:`member_log_joint`.
+    mu, logvar : array_like, shape (n, d)
+        The proposal ``q(z|x_i)``: means and log-variances.
+    n_importance : int
+        ``K >= 1``.
+    n_repeats : int
+        Independent draws of the bound.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor, shape (n_repeats, n), float64
+
+    Raises
+    ------
+    ValueError
+        ``K`` or ``n_repeats`` below 1, or ``mu``/``logvar`` not both of shape (n, d).
+    """
+    for name, value in (("n_importance", n_importance), ("n_repeats", n_repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    z, log_q = _gaussian_draws(mu, logvar, (n_repeats, n_importance), generator)
+    with torch.no_grad():
+        log_w = log_joint(z) - log_q  # (n_repeats, K, n)
+    return log_mean_exp(log_w, dim=1)
+
+
+def elbo_mc(log_joint, mu, logvar, n_samples: int = 1000, *,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Monte Carlo ELBO ``E_q[log p(x, z) - log q(z|x)]`` per image, shape (n,): the mean of ``n_samples``
+    one-draw bounds (:func:`iwae_bound` with ``K = 1``)."""
+    return iwae_bound(log_joint, mu, logvar, 1, n_repeats=n_samples, generator=generator).mean(dim=0)
+
+
+def optimise_gaussian_q(log_joint, mu, logvar, *, steps: int = 300, n_samples: int = 16, lr: float = 0.02,
+                        seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit one diagonal Gaussian ``q_i`` per image by maximising its own ELBO (no encoder): "optimal q".
+
+    Stochastic gradient ascent (Adam, reparameterised draws, ``n_samples`` fresh draws per step) on
+    ``E_q[log p(x_i, z) - log q_i(z)]`` over ``(mu_i, logvar_i)``, started from the given values (usually
+    the encoder's).  A local, stochastic search: its ELBO is a lower bound on the best diagonal Gaussian's,
+    so ``ELBO(q_opt) - ELBO(encoder)`` underestimates the amortisation gap (Cremer et al., 2018).
+
+    Returns
+    -------
+    (mu, logvar) : tuple of torch.Tensor, shape (n, d), float64, detached
+
+    Raises
+    ------
+    ValueError
+        ``steps`` or ``n_samples`` below 1, ``lr`` not positive, bad shapes.
+    """
+    if steps < 1 or n_samples < 1 or not lr > 0:
+        raise ValueError(f"need steps >= 1, n_samples >= 1 and lr > 0; got {steps}, {n_samples}, {lr}")
+    gen = torch.Generator().manual_seed(seed)
+    mu = torch.as_tensor(mu, dtype=torch.float64).clone().requires_grad_()
+    logvar = torch.as_tensor(logvar, dtype=torch.float64).clone().requires_grad_()
+    _gaussian_draws(mu.detach(), logvar.detach(), (1,), gen)  # validates the shapes
+    adam = _Adam([mu, logvar], lr=lr)
+    for _ in range(steps):
+        eps = torch.randn(n_samples, *mu.shape, generator=gen, dtype=torch.float64)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        entropy = 0.5 * logvar.sum(dim=-1)  # + constant: the entropy of q_i
+        loss = -(log_joint(z).mean(dim=0) + entropy).sum()
+        adam.step(torch.autograd.grad(loss, (mu, logvar)))
+    return mu.detach(), logvar.detach()
+
+
+# --------------------------------------------------------------------------- the joint view and a Gaussian decoder
+def empirical_log_mass(x) -> np.ndarray:
+    """``log p_data(x_i)`` for the empirical distribution of the rows of ``x``: log(count of the row / n).
+
+    Identical rows share their mass, so ``-mean(empirical_log_mass(x))`` is the entropy of the empirical
+    distribution (``log n`` when all rows differ).
+
+    Raises
+    ------
+    ValueError
+        ``x`` not 2-D or empty.
+    """
+    x = np.asarray(x.detach() if hasattr(x, "detach") else x)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (n, D) array of data points; got shape {x.shape}")
+    _, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    return np.log(counts[inverse.ravel()] / len(x))
+
+
+def gaussian_decoder_nll(x, mean, variance: float):
+    """``-log N(x; mean, variance * I)`` per image, summed over the last (pixel) axis, in nats.
+
+    ``= ||x - mean||^2 / (2 variance) + (D / 2) log(2 pi variance)``: a fixed-variance Gaussian decoder is a
+    squared error weighted by ``1 / (2 variance)`` plus a constant, so its ELBO orders models like a
+    beta-VAE with squared-error distortion and ``beta = 2 * variance``.  ``variance`` is ``s**2``, not ``s``.
+    Works on NumPy arrays and (differentiably) on torch tensors.
+
+    Raises
+    ------
+    ValueError
+        ``variance`` not a positive finite number.
+    """
+    if not (isinstance(variance, (int, float)) and math.isfinite(variance) and variance > 0):
+        raise ValueError(f"variance must be a positive number (s**2), got {variance!r}")
+    squared = ((x - mean) ** 2).sum(-1)
+    return squared / (2 * variance) + 0.5 * x.shape[-1] * math.log(2 * math.pi * variance)

@@ -335,7 +335,7 @@ BY_HAND = {
     "relatives.tv-bound", "relatives.renyi-two", "relatives.cmi-xor",
     "gaussians.kl-by-hand", "gaussians.vae-term", "gaussians.fisher-approx", "gaussians.mvn-by-hand",
     "asymmetry.both-directions", "asymmetry.gaussian-reverse", "asymmetry.mean-field-variance",
-    "vae.kl-batch", "vae.rate-from-kl",
+    "vae.kl-batch", "vae.rate-from-kl", "vae.implicit-beta",
     "vae.elbo-gap", "em.kl-gap", "em.elbo-from-numbers", "distillation.loss-by-hand", "distillation.ece-table",
     "distillation.high-t-limit", "estimation.small-sample", "estimation.negative-average", "estimation.policy-kl",
     "estimation.optimal-policy", "estimation.lambda-star",

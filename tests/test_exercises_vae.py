@@ -2,6 +2,8 @@
 (torch.distributions, scipy quadrature, hand arithmetic) and names every targeted misconception."""
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from klcourse import vae_kl
 from klcourse.exercises import evaluate, list_exercises
 
 LN2, LN10 = math.log(2), math.log(10)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "06_vae.ipynb"
 
 
 def assert_misconception(exercise_id, answer, name):
@@ -29,9 +32,10 @@ def torch_kl(mu, logvar, *, reverse=False):
     return (kl_divergence(prior, q) if reverse else kl_divergence(q, prior)).numpy()
 
 
-def test_six_exercises_of_mixed_kinds_are_registered():
+def test_every_exercise_of_the_chapter_is_registered_and_kinds_are_mixed():
+    checked = set(re.findall(r'check\(\\"(vae\.[a-z0-9-]+)\\"', NOTEBOOK.read_text(encoding="utf-8")))
     exercises = list_exercises("vae")
-    assert len(exercises) == 6
+    assert {e.id for e in exercises} == checked and len(exercises) >= 8
     assert {e.kind for e in exercises} >= {"number", "function", "predict"}
 
 
@@ -209,3 +213,58 @@ def test_rate_feedback_uses_the_chapters_active_threshold():
 def test_mse_sigma_larger_feedback_does_not_deny_the_mse_pull_towards_one():
     message = evaluate("vae.mse-sigma", "larger").message
     assert "nothing in the MSE penalty" not in message and "towards 1" in message
+
+
+# --------------------------------------------------------------------------- iwae-direction
+def test_iwae_direction_accepts_increase_and_explains_the_others():
+    assert evaluate("vae.iwae-direction", "increases towards log p(x)").passed
+    for wrong, word in (("decreases towards log p(x)", "Jensen"), ("stays at the ELBO", "K = 1")):
+        fb = evaluate("vae.iwae-direction", wrong)
+        assert not fb.passed and word in fb.message
+
+
+def test_iwae_direction_matches_a_measured_linear_gaussian_model():
+    """The expected bound of a 1-D linear-Gaussian model, by Monte Carlo: it rises towards log p(x)."""
+    rng = np.random.default_rng(0)
+    x, noise_var = 1.3, 0.5  # p(z) = N(0, 1), p(x|z) = N(z, noise_var): p(x) = N(0, 1 + noise_var)
+    log_px = stats.norm(0, math.sqrt(1 + noise_var)).logpdf(x)
+    q_mu, q_sd = 0.2, 1.0  # a poor proposal
+    means = []
+    for k in (1, 10, 100):
+        z = rng.normal(q_mu, q_sd, size=(4000, k))
+        log_w = stats.norm(z, math.sqrt(noise_var)).logpdf(x) + stats.norm.logpdf(z) - stats.norm(q_mu, q_sd).logpdf(z)
+        means.append(np.mean(np.logaddexp.reduce(log_w, axis=1) - math.log(k)))
+    assert means[0] < means[1] < means[2] < log_px
+
+
+# --------------------------------------------------------------------------- implicit-beta
+def implicit_beta_by_losses(sd):
+    """beta from the losses themselves: the Gaussian NLL's quadratic coefficient, by finite differences."""
+    def nll(r):  # -log N(r; 0, sd^2) as a function of the residual r (torch.distributions)
+        return float(-Normal(0.0, sd).log_prob(torch.tensor(r, dtype=torch.float64)))
+    h = 1e-3
+    weight = (nll(h) + nll(-h) - 2 * nll(0.0)) / (2 * h * h)  # = 1 / (2 sd^2)
+    return 1.0 / weight  # scale the loss so the squared error has weight 1: the KL term gets 1 / weight
+
+
+def test_implicit_beta_accepts_the_value_read_off_the_gaussian_log_density():
+    right = implicit_beta_by_losses(ex.DECODER_SD)
+    assert abs(right - 0.02) < 1e-6
+    assert evaluate("vae.implicit-beta", right).passed
+    assert evaluate("vae.implicit-beta", 0.0200).passed
+
+
+@pytest.mark.parametrize(("wrong", "name"), [
+    (ex.DECODER_SD**2, "variance-not-twice"),
+    (50.0, "inverted"),
+    (100.0, "inverted-variance"),
+    (0.2, "sd-not-variance"),
+    (0.1, "sd-alone"),
+])
+def test_implicit_beta_names_the_mistakes(wrong, name):
+    assert_misconception("vae.implicit-beta", wrong, name)
+
+
+def test_implicit_beta_far_answer_does_not_reveal_the_value():
+    fb = evaluate("vae.implicit-beta", 3.0)
+    assert not fb.passed and fb.misconception is None and "0.02" not in fb.message

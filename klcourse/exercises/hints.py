@@ -395,6 +395,21 @@ HINTS: dict[str, tuple[str, ...]] = {
         "A unit that wants precise codes pays little for a tiny σ under one of the penalties: compare the σ_j "
         "of the two trained encoders in the chapter's experiment.",
     ),
+    "vae.iwae-direction": (
+        "The average of K importance weights p(x, z_k) / q(z_k | x) is an unbiased estimate of p(x) for every K.",
+        "The log is concave, so by Jensen the expected log of an estimate is at most the log of its expectation; "
+        "the inequality is tighter when the estimate is less noisy.",
+        "Look at the chapter's measurement: the shortfall of L_K below the grid's log p(x) for K = 1, 10, 100, "
+        "1000, averaged over the seeds.",
+    ),
+    "vae.implicit-beta": (
+        "Write out −log N(x; f(z), s² I) for a D-pixel image: a squared-error term plus a constant that does "
+        "not depend on the networks.",
+        "The squared error is divided by 2s², where s² is the variance. Multiplying a loss by a positive "
+        "constant does not change its minimiser.",
+        "Multiply −ELBO by 2s² so that the squared error has weight 1 and read off the factor in front of the "
+        "KL term; DECODER_SD is s, a standard deviation.",
+    ),
     # ------------------------------------------------------------------ 7. EM
     "em.kl-gap": (
         "The gap log p(x | θ) − L(q, θ) is D(q ‖ p(z | x, θ)): an expectation under q, your guess.",

@@ -306,3 +306,65 @@ register(
         },
     ),
 )
+
+
+# --------------------------------------------------------------------------- vae.iwae-direction
+register(
+    "vae.iwae-direction",
+    title="Predict: the importance-weighted bound as K grows",
+    kind="predict",
+    checker=choice(
+        "increases towards log p(x)",
+        ["increases towards log p(x)", "decreases towards log p(x)", "stays at the ELBO"],
+        explanations={
+            "decreases towards log p(x)": "That would make L_K an upper bound. The average of K weights "
+                                          "p(x, z_k) / q(z_k | x) is an unbiased estimate of p(x), and the log "
+                                          "is concave, so by Jensen E[L_K] ≤ log p(x) for every K: it "
+                                          "approaches log p(x) from below.",
+            "stays at the ELBO": "Only K = 1 gives the ELBO. Averaging more weights inside the log makes the "
+                                 "estimate of p(x) less noisy, and Jensen's gap E[log] ≤ log E shrinks with "
+                                 "the noise.",
+        },
+    ),
+)
+
+
+# --------------------------------------------------------------------------- vae.implicit-beta
+#: ``vae.implicit-beta``: the Gaussian decoder's **standard deviation** s (its variance is s**2).
+DECODER_SD = 0.1
+
+
+def implicit_beta_expected() -> float:
+    """beta = 2 s^2: -log N(x; f, s^2 I) = ||x - f||^2 / (2 s^2) + const; multiply the loss by 2 s^2."""
+    return 2.0 * DECODER_SD**2
+
+
+register(
+    "vae.implicit-beta",
+    title="The β hidden in a Gaussian decoder",
+    kind="number",
+    checker=number(
+        implicit_beta_expected,
+        sigfigs=3,
+        unit=None,
+        misconceptions=[
+            Misconception("variance-not-twice", lambda: DECODER_SD**2,
+                          "That is s², the variance. The squared error enters −log N(x; f, s²I) as "
+                          "‖x − f‖² / (2s²): multiplying the whole loss by 2s² gives the factor in front of "
+                          "the KL term."),
+            Misconception("inverted", lambda: 1.0 / (2.0 * DECODER_SD**2),
+                          "That is the weight 1/(2s²) of the squared error relative to the KL term. The "
+                          "question fixes the squared error's weight at 1 and asks for the KL term's: the "
+                          "reciprocal."),
+            Misconception("inverted-variance", lambda: 1.0 / DECODER_SD**2,
+                          "That is 1/s², upside down and missing the factor 2: the squared error is divided "
+                          "by 2s², so β = 2s² relative to a unit-weight squared error."),
+            Misconception("sd-not-variance", lambda: 2.0 * DECODER_SD,
+                          "DECODER_SD is the standard deviation s; the formula needs the variance s² (the "
+                          "square of 0.1, not 0.1 itself)."),
+            Misconception("sd-alone", lambda: DECODER_SD,
+                          "That is s itself. The Gaussian's log-density divides the squared error by 2s², the "
+                          "variance doubled."),
+        ],
+    ),
+)
