@@ -17,7 +17,13 @@ with the KL divergence of the posterior from ``q`` (expectation under ``q``). Th
 Numerics: log densities via Cholesky factors, normalisation with ``logsumexp``, and a small ridge
 ``reg_covar`` added to each covariance in the M-step (as in scikit-learn's ``GaussianMixture``).
 
-References: Dempster, Laird & Rubin (1977); Bishop (2006), sections 9.2-9.4.
+Beyond exact EM: :func:`fit_gmm_variant` (a hard E-step, a one-block M-step), MAP-EM with a conjugate
+prior (:class:`GMMPrior`, :func:`m_step_map`, :func:`fit_gmm_map_em`), and the M-step objective
+:func:`expected_complete_log_likelihood` for the proximal identity.
+
+References: Dempster, Laird & Rubin (1977); Bishop (2006), sections 9.2-9.4; Fraley & Raftery (2007),
+Bayesian regularization for normal mixture estimation, J. Classification 24, 155-181; Chretien & Hero
+(2000), Kullback proximal algorithms for maximum-likelihood estimation, IEEE Trans. Inf. Theory 46, 1800-1810.
 """
 
 from __future__ import annotations
