@@ -17,7 +17,13 @@ with the KL divergence of the posterior from ``q`` (expectation under ``q``). Th
 Numerics: log densities via Cholesky factors, normalisation with ``logsumexp``, and a small ridge
 ``reg_covar`` added to each covariance in the M-step (as in scikit-learn's ``GaussianMixture``).
 
-References: Dempster, Laird & Rubin (1977); Bishop (2006), sections 9.2-9.4.
+Beyond exact EM: :func:`fit_gmm_variant` (a hard E-step, a one-block M-step), MAP-EM with a conjugate
+prior (:class:`GMMPrior`, :func:`m_step_map`, :func:`fit_gmm_map_em`), and the M-step objective
+:func:`expected_complete_log_likelihood` for the proximal identity.
+
+References: Dempster, Laird & Rubin (1977); Bishop (2006), sections 9.2-9.4; Fraley & Raftery (2007),
+Bayesian regularization for normal mixture estimation, J. Classification 24, 155-181; Chretien & Hero
+(2000), Kullback proximal algorithms for maximum-likelihood estimation, IEEE Trans. Inf. Theory 46, 1800-1810.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp, xlogy
+from scipy.special import gammaln, logsumexp, multigammaln, xlogy
 
 from klcourse._validate import as_float_array
 
@@ -521,8 +527,13 @@ def fit_gmm_em(x, n_components, *, n_iter=100, tol=1e-8, init=None, seed=0, reg_
     )
 
 
-def _run(x: np.ndarray, params: GMMParams, n_iter: int, tol: float, reg_covar: float) -> dict:
-    """The EM loop; one log-joint evaluation per parameter value, reused by E-step, ELBO and log-lik."""
+def _run(x: np.ndarray, params: GMMParams, n_iter: int, tol: float, reg_covar: float, *,
+         e_step: str = "exact", m_step: str = "full") -> dict:
+    """The EM loop; one log-joint evaluation per parameter value, reused by E-step, ELBO and log-lik.
+
+    ``e_step="hard"`` replaces the posterior by a point mass on its mode; ``m_step="cyclic"`` updates one
+    block (weights, means, covariances in turn) per iteration -- see :func:`fit_gmm_variant`.
+    """
     n, k = x.shape[0], params.weights.size
     lj = _log_joint(x, params)
     lse = logsumexp(lj, axis=1, keepdims=True)
@@ -535,9 +546,14 @@ def _run(x: np.ndarray, params: GMMParams, n_iter: int, tol: float, reg_covar: f
         h["elbo_before_e"].append(_elbo(lj, q))
         h["kl_gap"].append(ll_old - h["elbo_before_e"][-1])
         q = np.exp(lj - lse)  # E-step
+        if e_step == "hard":  # the best point mass: the mode of each posterior row
+            q = np.eye(k)[np.argmax(lj, axis=1)]
         h["elbo_after_e"].append(_elbo(lj, q))
         h["kl_gap_after_e"].append(ll_old - h["elbo_after_e"][-1])
-        params = _m_step(x, q, reg_covar)  # M-step
+        if m_step == "cyclic":  # M-step, one block
+            params = _block_m_step(x, q, params, len(h["elbo_after_m"]) % 3, reg_covar)
+        else:  # M-step
+            params = _m_step(x, q, reg_covar)
         lj = _log_joint(x, params)
         lse = logsumexp(lj, axis=1, keepdims=True)
         h["elbo_after_m"].append(_elbo(lj, q))
@@ -546,3 +562,339 @@ def _run(x: np.ndarray, params: GMMParams, n_iter: int, tol: float, reg_covar: f
             converged = True
             break
     return {**h, "params": params, "resp": np.exp(lj - lse), "converged": converged}
+
+
+# --------------------------------------------------------------------------- variants: GEM, hard EM, MAP-EM
+#: the E-steps and M-steps :func:`fit_gmm_variant` knows
+E_STEPS = ("exact", "hard")
+M_STEPS = ("full", "cyclic")
+
+
+def _block_m_step(x: np.ndarray, resp: np.ndarray, params: GMMParams, block: int, reg_covar: float) -> GMMParams:
+    """Maximise the expected complete-data log-likelihood over one block, the others held fixed.
+
+    Block 0: the weights :math:`N_k / N`; block 1: the means (the weighted averages, whatever the
+    covariances); block 2: the covariances, weighted scatter about the *current* means (plus the ridge).
+    """
+    n_k = resp.sum(axis=0) + 10 * np.finfo(float).eps
+    weights, means, covs = params
+    if block == 0:
+        weights = n_k / x.shape[0]
+    elif block == 1:
+        means = (resp.T @ x) / n_k[:, None]
+    else:
+        d = x.shape[1]
+        covs = np.empty_like(covs)
+        for k in range(n_k.size):
+            diff = x - means[k]
+            covs[k] = (resp[:, k] * diff.T) @ diff / n_k[k] + reg_covar * np.eye(d)
+    return GMMParams(weights, means, covs)
+
+
+def fit_gmm_variant(x, n_components, *, e_step="exact", m_step="full", n_iter=100, tol=1e-8, init=None, seed=0,
+                    reg_covar=REG_COVAR) -> EMResult:
+    r"""EM with a restricted E-step or a partial M-step, recording the same history as :func:`fit_gmm_em`.
+
+    * ``e_step="hard"``: :math:`q` is restricted to point masses, :math:`q_n = \delta_{z_n}`. Over that family
+      :math:`\mathcal L(q, \theta) = \sum_n \log p(x_n, z_n \mid \theta)` (a point mass has no entropy), which
+      the mode :math:`z_n = \arg\max_k p(x_n, k \mid \theta)` maximises. The E-step no longer closes the KL gap,
+      so :math:`\mathcal L` still never decreases (coordinate ascent) but :math:`\log p(x \mid \theta)` may.
+    * ``m_step="cyclic"``: a partial ("generalised") M-step that maximises
+      :math:`\mathcal L(q, \theta)` over one block of :math:`\theta` per iteration -- the weights, then the means,
+      then the covariances. It raises :math:`\mathcal L(q, \cdot)` without maximising it, which is all the
+      monotonicity proof needs (Dempster, Laird & Rubin 1977; Neal & Hinton 1998).
+
+    ``e_step="exact", m_step="full"`` is :func:`fit_gmm_em`.
+
+    Parameters
+    ----------
+    x, n_components, n_iter, tol, init, seed, reg_covar
+        As in :func:`fit_gmm_em`.
+    e_step : {"exact", "hard"}, default "exact"
+    m_step : {"full", "cyclic"}, default "full"
+
+    Returns
+    -------
+    EMResult
+        With ``e_step="hard"``, ``responsibilities`` is still the exact posterior at the final parameters
+        and ``kl_gap_after_e`` is the gap the hard E-step leaves (no longer zero).
+
+    Raises
+    ------
+    ValueError
+        As :func:`fit_gmm_em`, or an unknown ``e_step``/``m_step``.
+    """
+    if e_step not in E_STEPS:
+        raise ValueError(f"e_step must be one of {E_STEPS}, got {e_step!r}")
+    if m_step not in M_STEPS:
+        raise ValueError(f"m_step must be one of {M_STEPS}, got {m_step!r}")
+    x = _as_data(x)
+    n_iter = _check_count(n_iter, "n_iter", minimum=1)
+    tol = _check_nonneg_float(tol, "tol")
+    params = initial = initial_params(x, n_components, init=init, seed=seed, reg_covar=reg_covar)
+    reg_covar = float(reg_covar)
+    history = _run(x, params, n_iter, tol, reg_covar, e_step=e_step, m_step=m_step)
+    params, q, converged = history.pop("params"), history.pop("resp"), history.pop("converged")
+    return EMResult(
+        weights=params.weights, means=params.means, covs=params.covs, responsibilities=q,
+        n_iter=len(history["elbo_after_m"]), converged=converged, reg_covar=reg_covar, initial=initial,
+        **{name: np.asarray(values) for name, values in history.items()},
+    )
+
+
+def expected_complete_log_likelihood(x, resp, weights, means, covs) -> float:
+    r"""The M-step objective :math:`Q(\theta \mid \theta_{\text{old}}) = \mathbb E_q[\log p(x, z \mid \theta)]`.
+
+    With ``resp`` the posterior under :math:`\theta_{\text{old}}`, the proximal identity (Chrétien & Hero 2000)
+
+    .. math::
+
+        Q(\theta \mid \theta_{\text{old}}) + H\big(p(z \mid x, \theta_{\text{old}})\big)
+        = \log p(x \mid \theta) - D_{\mathrm{KL}}\big(p(z \mid x, \theta_{\text{old}}) \,\|\, p(z \mid x, \theta)\big)
+
+    says that the M-step maximises the log-likelihood minus a KL penalty for moving the posterior.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d) or (n,)
+    resp : array_like, shape (n, K)
+        Any distribution over the assignments, one row per point.
+    weights, means, covs
+        As in :func:`log_joint`.
+
+    Returns
+    -------
+    float
+        In nats, summed over the points (``-inf`` if ``resp`` puts mass on a zero-weight component).
+    """
+    x = _as_data(x)
+    resp = _check_resp(resp, x.shape[0])
+    lj = log_joint(x, weights, means, covs)
+    if resp.shape != lj.shape:
+        raise ValueError(f"resp has {resp.shape[1]} columns but the mixture has {lj.shape[1]} components")
+    with np.errstate(invalid="ignore"):
+        return float(np.sum(np.where(resp > 0, resp * lj, 0.0)))
+
+
+class GMMPrior(NamedTuple):
+    r"""A conjugate prior for MAP-EM: Dirichlet on the weights, inverse-Wishart on each covariance.
+
+    .. math::
+
+        p(\theta) = \operatorname{Dir}(\pi \mid \alpha, \dots, \alpha)
+        \prod_k \mathcal W^{-1}(\Sigma_k \mid \Psi, \nu),
+
+    with a flat prior on the means. :math:`\mathcal W^{-1}(\Sigma \mid \Psi, \nu) \propto
+    |\Sigma|^{-(\nu + d + 1)/2} \exp(-\tfrac12 \operatorname{tr}(\Psi \Sigma^{-1}))` (scipy's ``invwishart``).
+
+    Attributes
+    ----------
+    alpha : float
+        Dirichlet concentration, >= 1 (1 is flat).
+    psi : ndarray, shape (d, d)
+        Inverse-Wishart scale, symmetric positive definite (squared data units).
+    dof : float
+        Inverse-Wishart degrees of freedom :math:`\nu > d - 1`.
+    """
+
+    alpha: float
+    psi: np.ndarray
+    dof: float
+
+
+def _check_prior(prior, d: int) -> GMMPrior:
+    if not isinstance(prior, GMMPrior):
+        raise ValueError(f"prior must be a GMMPrior, got {type(prior).__name__}")
+    alpha = _check_nonneg_float(prior.alpha, "prior.alpha")
+    if alpha < 1:
+        raise ValueError(f"prior.alpha must be >= 1 (below 1 the MAP weights can leave the simplex), got {alpha}")
+    psi = as_float_array(prior.psi, "prior.psi")
+    if psi.shape != (d, d):
+        raise ValueError(f"prior.psi must have shape {(d, d)}, got {psi.shape}")
+    _cholesky(psi[None], "prior.psi")
+    dof = _check_nonneg_float(prior.dof, "prior.dof")
+    if dof <= d - 1:
+        raise ValueError(f"prior.dof must exceed d - 1 = {d - 1}, got {dof}")
+    return GMMPrior(alpha, psi, dof)
+
+
+def default_prior(x, n_components, *, alpha=1.0, dof=None) -> GMMPrior:
+    r"""The data-dependent prior of Fraley & Raftery (2007) for the covariances.
+
+    :math:`\nu = d + 2` and :math:`\Psi = \widehat\Sigma / K^{2/d}`, with :math:`\widehat\Sigma` the covariance of
+    all the data: each component's prior covariance is the data covariance shrunk to the volume of one of
+    K equal parts.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d) or (n,)
+    n_components : int
+    alpha : float, default 1.0
+        Dirichlet concentration on the weights (1 = flat).
+    dof : float, optional
+        Degrees of freedom; default ``d + 2``.
+
+    Returns
+    -------
+    GMMPrior
+    """
+    x = _as_data(x)
+    k = _check_count(n_components, "n_components", minimum=1)
+    d = x.shape[1]
+    psi = np.atleast_2d(np.cov(x, rowvar=False, bias=True)) / k ** (2.0 / d)
+    return _check_prior(GMMPrior(alpha, psi, d + 2.0 if dof is None else dof), d)
+
+
+def log_prior(weights, covs, prior: GMMPrior) -> float:
+    r"""Log density of the :class:`GMMPrior` at the weights and covariances (nats; the means are flat).
+
+    .. math::
+
+        \log \operatorname{Dir}(\pi \mid \alpha) = \log\Gamma(K\alpha) - K \log\Gamma(\alpha)
+        + (\alpha - 1) \sum_k \log \pi_k, \\
+        \log \mathcal W^{-1}(\Sigma \mid \Psi, \nu) = \tfrac\nu2 \log|\Psi| - \tfrac{\nu d}2 \log 2
+        - \log\Gamma_d(\tfrac\nu2) - \tfrac{\nu + d + 1}2 \log|\Sigma| - \tfrac12 \operatorname{tr}(\Psi\Sigma^{-1}).
+
+    Parameters
+    ----------
+    weights : array_like, shape (K,)
+    covs : array_like, shape (K, d, d)
+    prior : GMMPrior
+
+    Returns
+    -------
+    float
+    """
+    weights = as_float_array(weights, "weights")
+    covs = as_float_array(covs, "covs")
+    if covs.ndim != 3 or covs.shape[0] != weights.size or covs.shape[1] != covs.shape[2]:
+        raise ValueError(f"covs must have shape (K, d, d) with K = {weights.size}, got {covs.shape}")
+    d = covs.shape[1]
+    prior = _check_prior(prior, d)
+    k = weights.size
+    alpha, psi, nu = prior
+    log_dir = gammaln(k * alpha) - k * gammaln(alpha)
+    if alpha != 1:  # (alpha - 1) log(pi_k) is 0 for a flat prior, even at pi_k = 0
+        with np.errstate(divide="ignore"):
+            log_dir += (alpha - 1) * float(np.sum(np.log(weights)))
+    chol = _cholesky(covs)
+    logdet = 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    trace = np.trace(np.linalg.solve(covs, np.broadcast_to(psi, covs.shape)), axis1=1, axis2=2)
+    const = 0.5 * nu * np.linalg.slogdet(psi)[1] - 0.5 * nu * d * math.log(2) - multigammaln(0.5 * nu, d)
+    return float(log_dir + np.sum(const - 0.5 * (nu + d + 1) * logdet - 0.5 * trace))
+
+
+def m_step_map(x, resp, prior: GMMPrior) -> GMMParams:
+    r"""MAP M-step: maximise :math:`Q(\theta) + \log p(\theta)` for fixed responsibilities.
+
+    With :math:`N_k = \sum_n r_{nk}`, :math:`\bar x_k` the weighted mean and
+    :math:`S_k = \sum_n r_{nk} (x_n - \bar x_k)(x_n - \bar x_k)^\top` the (unnormalised) weighted scatter,
+
+    .. math::
+
+        \pi_k = \frac{N_k + \alpha - 1}{N + K(\alpha - 1)}, \qquad \mu_k = \bar x_k, \qquad
+        \Sigma_k = \frac{S_k + \Psi}{N_k + \nu + d + 1}.
+
+    A component with no points gets :math:`\Sigma_k = \Psi / (\nu + d + 1)`: never singular, no ridge needed.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d) or (n,)
+    resp : array_like, shape (n, K)
+    prior : GMMPrior
+
+    Returns
+    -------
+    GMMParams
+    """
+    x = _as_data(x)
+    resp = _check_resp(resp, x.shape[0])
+    return _m_step_map(x, resp, _check_prior(prior, x.shape[1]))
+
+
+def _m_step_map(x: np.ndarray, resp: np.ndarray, prior: GMMPrior) -> GMMParams:
+    n, d = x.shape
+    k = resp.shape[1]
+    alpha, psi, nu = prior
+    nk = resp.sum(axis=0)
+    weights = (nk + alpha - 1) / (n + k * (alpha - 1))
+    means = (resp.T @ x) / (nk + 10 * np.finfo(float).eps)[:, None]
+    covs = np.empty((k, d, d))
+    for j in range(k):
+        diff = x - means[j]
+        covs[j] = ((resp[:, j] * diff.T) @ diff + psi) / (nk[j] + nu + d + 1)
+    return GMMParams(weights, means, covs)
+
+
+@dataclass(frozen=True)
+class MAPEMResult:
+    r"""What :func:`fit_gmm_map_em` returns.
+
+    Attributes
+    ----------
+    weights, means, covs : ndarray
+        The final parameters, shapes (K,), (K, d), (K, d, d).
+    log_likelihood : ndarray, shape (n_iter + 1,)
+        :math:`\log p(x \mid \theta_t)`, nats.
+    log_posterior : ndarray, shape (n_iter + 1,)
+        :math:`\log p(x \mid \theta_t) + \log p(\theta_t)`, the objective MAP-EM never decreases.
+    n_iter : int
+    converged : bool
+    prior : GMMPrior
+    initial : GMMParams
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    log_likelihood: np.ndarray
+    log_posterior: np.ndarray
+    n_iter: int
+    converged: bool
+    prior: GMMPrior
+    initial: GMMParams
+
+    @property
+    def params(self) -> GMMParams:
+        """The final parameters as a :class:`GMMParams`."""
+        return GMMParams(self.weights, self.means, self.covs)
+
+
+def fit_gmm_map_em(x, n_components, prior: GMMPrior, *, n_iter=100, tol=1e-8, init=None, seed=0) -> MAPEMResult:
+    r"""MAP-EM: EM on :math:`\log p(x \mid \theta) + \log p(\theta)` with the conjugate :class:`GMMPrior`.
+
+    The E-step is unchanged; the M-step is :func:`m_step_map`. The monotonicity proof of EM carries over
+    with :math:`\log p(\theta)` added to both sides, so the log posterior never decreases (Fraley & Raftery
+    2007). The start is :func:`initial_params` with the same ``init`` and ``seed``.
+
+    Parameters
+    ----------
+    x, n_components, n_iter, tol, init, seed
+        As in :func:`fit_gmm_em` (``tol`` applies to the mean per-point log posterior).
+    prior : GMMPrior
+        E.g. :func:`default_prior`.
+
+    Returns
+    -------
+    MAPEMResult
+    """
+    x = _as_data(x)
+    n_iter = _check_count(n_iter, "n_iter", minimum=1)
+    tol = _check_nonneg_float(tol, "tol")
+    prior = _check_prior(prior, x.shape[1])
+    params = initial = initial_params(x, n_components, init=init, seed=seed)
+    lj = _log_joint(x, params)
+    lls = [float(logsumexp(lj, axis=1).sum())]
+    lps = [lls[-1] + log_prior(params.weights, params.covs, prior)]
+    converged = False
+    for _ in range(n_iter):
+        q = np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
+        params = _m_step_map(x, q, prior)
+        lj = _log_joint(x, params)
+        lls.append(float(logsumexp(lj, axis=1).sum()))
+        lps.append(lls[-1] + log_prior(params.weights, params.covs, prior))
+        if abs(lps[-1] - lps[-2]) / x.shape[0] < tol:
+            converged = True
+            break
+    return MAPEMResult(params.weights, params.means, params.covs, np.asarray(lls), np.asarray(lps),
+                       len(lls) - 1, converged, prior, initial)

@@ -337,6 +337,7 @@ BY_HAND = {
     "asymmetry.both-directions", "asymmetry.gaussian-reverse", "asymmetry.mean-field-variance",
     "vae.kl-batch", "vae.rate-from-kl", "vae.implicit-beta",
     "vae.elbo-gap", "em.kl-gap", "em.elbo-from-numbers", "distillation.loss-by-hand", "distillation.ece-table",
+    "em.proximal-gap",
     "distillation.high-t-limit", "estimation.small-sample", "estimation.negative-average", "estimation.policy-kl",
     "estimation.optimal-policy", "estimation.lambda-star",
     "numerics.bf16-roundoff",

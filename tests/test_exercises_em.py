@@ -170,3 +170,37 @@ def test_kl_gap_names_a_forgotten_entropy_of_q():
     assert cross_entropy == pytest.approx(entropy(q, post) + entropy(q), rel=1e-12)
     fb = verdict("kl-gap", round(cross_entropy, 3))
     assert not fb.passed and fb.misconception == "forgot-entropy", fb.message
+
+
+# --------------------------------------------------------------------------- proximal-gap
+def _proximal_terms():
+    old = np.array(ex.PROX_JOINT_OLD) / sum(ex.PROX_JOINT_OLD)
+    new = np.array(ex.PROX_JOINT_NEW) / sum(ex.PROX_JOINT_NEW)
+    return old, new
+
+
+def test_proximal_gap_accepts_the_value_from_its_definition():
+    """Q(θ|θ_old) − log p(x|θ) from the definition of Q, and from −H(p_old) − D(p_old ‖ p_θ) with scipy."""
+    old, new = _proximal_terms()
+    joint_new = np.array(ex.PROX_JOINT_NEW)
+    from_definition = np.sum(old * np.log(joint_new)) - math.log(joint_new.sum())
+    assert from_definition == pytest.approx(-entropy(old) - entropy(old, new), rel=1e-12)
+    assert verdict("proximal-gap", from_definition).passed
+    assert verdict("proximal-gap", round(from_definition, 3)).passed
+
+
+@pytest.mark.parametrize("name", ["forgot-entropy", "swapped", "under-new", "sign", "forgot-kl", "new-entropy",
+                                  "bits"])
+def test_proximal_gap_names_the_mistake(name):
+    old, new = _proximal_terms()
+    right = -entropy(old) - entropy(old, new)
+    wrong = {"forgot-entropy": -entropy(old, new), "swapped": -entropy(old) - entropy(new, old),
+             "under-new": np.sum(new * np.log(old)), "sign": -right, "forgot-kl": -entropy(old),
+             "new-entropy": -entropy(new) - entropy(old, new), "bits": right / math.log(2)}[name]
+    fb = verdict("proximal-gap", wrong)
+    assert not fb.passed and fb.misconception == name, fb.message
+
+
+def test_proximal_gap_far_answer_does_not_reveal_the_value():
+    fb = verdict("proximal-gap", -5.0)
+    assert not fb.passed and fb.misconception is None and "1.33" not in fb.message and "1.34" not in fb.message

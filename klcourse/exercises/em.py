@@ -313,3 +313,72 @@ register(
     kind="choice",
     checker=choice(_best_option, OPTIMUM_OPTIONS, explanations=_optimum_explanation),
 )
+
+
+# --------------------------------------------------------------------------- 7. the proximal penalty by hand
+#: proximal-gap: one data point, the joint p(x, z = k | θ) under θ_old and under a candidate θ
+PROX_JOINT_OLD = (0.004, 0.030, 0.006)
+PROX_JOINT_NEW = (0.020, 0.010, 0.002)
+
+
+def _entropy(p) -> float:
+    return _cross_entropy(p, p)
+
+
+def _proximal_gap() -> float:
+    """Q(θ | θ_old) − log p(x | θ) = Σ_k p_old(k) log p(z = k | x, θ) = −H(p_old) − D(p_old ‖ p_θ)."""
+    old, new = posterior(PROX_JOINT_OLD), posterior(PROX_JOINT_NEW)
+    return -_entropy(old) - _kl(old, new)
+
+
+register(
+    "em.proximal-gap",
+    title="The proximal penalty by hand",
+    kind="number",
+    checker=number(
+        _proximal_gap,
+        sigfigs=3,
+        unit="nats",
+        misconceptions=[
+            Misconception(
+                "forgot-entropy",
+                lambda: -_kl(posterior(PROX_JOINT_OLD), posterior(PROX_JOINT_NEW)),
+                "That is −D(p(z | x, θ_old) ‖ p(z | x, θ)) alone. The identity is Q(θ | θ_old) + H(p_old) = "
+                "log p(x | θ) − D(p_old ‖ p_θ): the entropy of the old posterior is part of Q − log p too "
+                "(a constant in θ, but not zero).",
+            ),
+            Misconception(
+                "swapped",
+                lambda: -_entropy(posterior(PROX_JOINT_OLD))
+                - _kl(posterior(PROX_JOINT_NEW), posterior(PROX_JOINT_OLD)),
+                "The KL term has its arguments swapped: the proximal penalty is D(p(z | x, θ_old) ‖ p(z | x, θ)), "
+                "averaged under the old posterior, which is the distribution Q averages under.",
+            ),
+            Misconception(
+                "under-new",
+                lambda: -_cross_entropy(posterior(PROX_JOINT_NEW), posterior(PROX_JOINT_OLD)),
+                "You averaged under the new posterior p(z | x, θ). Q(θ | θ_old) averages log p(x, z | θ) under "
+                "the old posterior — the responsibilities the E-step computed from θ_old.",
+            ),
+            Misconception(
+                "sign",
+                lambda: -_proximal_gap(),
+                "Check the sign: Q(θ | θ_old) − log p(x | θ) = Σ_k p_old(k) log p(z = k | x, θ), an average "
+                "of logs of probabilities, so it is never positive.",
+            ),
+            Misconception(
+                "forgot-kl",
+                lambda: -_entropy(posterior(PROX_JOINT_OLD)),
+                "That is −H(p_old) alone, the value at θ = θ_old. At another θ the posterior has moved, and "
+                "the KL penalty D(p_old ‖ p_θ) is subtracted as well.",
+            ),
+            Misconception(
+                "new-entropy",
+                lambda: -_entropy(posterior(PROX_JOINT_NEW))
+                - _kl(posterior(PROX_JOINT_OLD), posterior(PROX_JOINT_NEW)),
+                "The entropy belongs to the old posterior p(z | x, θ_old) (it is the H(q) of the ELBO, with "
+                "q from the E-step), not to the new one.",
+            ),
+        ],
+    ),
+)

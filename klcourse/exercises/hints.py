@@ -452,6 +452,14 @@ HINTS: dict[str, tuple[str, ...]] = {
         "component has collapsed onto a few points.",
         "Set the collapsed runs aside, then take the highest log-likelihood among the others.",
     ),
+    "em.proximal-gap": (
+        "Q(θ | θ_old) = Σ_k p_old(k) log p(x, z = k | θ) with p_old the posterior under θ_old; and "
+        "log p(x, z | θ) = log p(x | θ) + log p(z | x, θ).",
+        "So Q(θ | θ_old) − log p(x | θ) is an average of log p(z = k | x, θ) under p_old: two posteriors, "
+        "each the joint values divided by their sum.",
+        "Normalise both rows of joint values, then compute np.sum(p_old * np.log(p_new)); compare it with "
+        "−H(p_old) − D(p_old ‖ p_new).",
+    ),
     # ------------------------------------------------------------------ 8. distillation
     "distillation.loss-by-hand": (
         "Soften both sets of logits with the temperature: p^T = softmax(z/T), row by row.",
