@@ -272,8 +272,9 @@ class MLPEnsemble:
         units, 10 logits.
     n_models : int
         Number of independent models.
-    seed : int
-        Seed of model 0.
+    seed : int or sequence of int
+        Seed of model 0 (model ``m`` gets ``seed + m``), or one seed per model: a sequence of
+        ``n_models`` seeds, e.g. ``[1, 2, 1, 2]`` for two pairs of identically initialised models.
 
     Calling the ensemble on inputs of shape ``(N, sizes[0])`` returns logits of shape
     ``(n_models, N, sizes[-1])``.
@@ -285,10 +286,16 @@ class MLPEnsemble:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1 or int(n_models) < 1:
             raise ValueError(f"need >= 2 positive layer sizes and n_models >= 1, got {sizes}, {n_models}")
+        if np.ndim(seed) == 0:
+            seeds = [int(seed) + m for m in range(int(n_models))]
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != int(n_models):
+                raise ValueError(f"got {len(seeds)} seeds for n_models = {n_models}")
         self.sizes, self.n_models = sizes, int(n_models)
         layers = [[] for _ in sizes[1:]]
         for m in range(self.n_models):
-            gen = torch.Generator().manual_seed(int(seed) + m)
+            gen = torch.Generator().manual_seed(seeds[m])
             for layer, fan_in, fan_out in zip(layers, sizes[:-1], sizes[1:], strict=True):
                 bound = 1.0 / math.sqrt(fan_in)
                 w = (2 * torch.rand(fan_in, fan_out, generator=gen) - 1) * bound

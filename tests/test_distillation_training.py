@@ -461,3 +461,12 @@ def test_training_with_a_uniform_teacher_is_label_smoothing():
         opt.step()
     with torch.no_grad():
         assert torch.allclose(ensemble(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_with_a_seed_per_model_repeats_initial_weights():
+    pairs = MLPEnsemble((4, 5, 3), n_models=4, seed=[7, 8, 7, 8])
+    single = MLPEnsemble((4, 5, 3), n_models=2, seed=7)   # models with seeds 7 and 8
+    for p_pairs, p_single in zip(pairs.parameters(), single.parameters(), strict=True):
+        assert torch.equal(p_pairs[:2], p_single) and torch.equal(p_pairs[2:], p_single)
+    with pytest.raises(ValueError, match="seeds"):
+        MLPEnsemble((4, 5, 3), n_models=3, seed=[1, 2])

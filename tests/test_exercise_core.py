@@ -339,7 +339,7 @@ BY_HAND = {
     "vae.elbo-gap", "em.kl-gap", "em.elbo-from-numbers", "distillation.loss-by-hand", "distillation.ece-table",
     "distillation.high-t-limit", "estimation.small-sample", "estimation.negative-average", "estimation.policy-kl",
     "estimation.optimal-policy", "estimation.lambda-star",
-    "numerics.bf16-roundoff",
+    "numerics.bf16-roundoff", "distillation.label-smoothing",
     "posttraining.sequence-kl", "posttraining.optimum-prob", "posttraining.shaped-reward",
     "posttraining.dpo-preference", "posttraining.optimum-kl-bits",
 }
