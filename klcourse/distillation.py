@@ -20,6 +20,7 @@ Cover, T. M. & Thomas, J. A. (2006). *Elements of Information Theory*, 2nd ed., 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -33,8 +34,11 @@ __all__ = [
     "ece_from_confidence",
     "expected_calibration_error",
     "high_temperature_limit",
+    "label_smoothing_loss",
     "load_digits_split",
+    "load_digits_three_way",
     "reliability_bins",
+    "smoothed_targets",
     "softmax_with_temperature",
     "train_classifier",
 ]
@@ -268,8 +272,9 @@ class MLPEnsemble:
         units, 10 logits.
     n_models : int
         Number of independent models.
-    seed : int
-        Seed of model 0.
+    seed : int or sequence of int
+        Seed of model 0 (model ``m`` gets ``seed + m``), or one seed per model: a sequence of
+        ``n_models`` seeds, e.g. ``[1, 2, 1, 2]`` for two pairs of identically initialised models.
 
     Calling the ensemble on inputs of shape ``(N, sizes[0])`` returns logits of shape
     ``(n_models, N, sizes[-1])``.
@@ -281,10 +286,16 @@ class MLPEnsemble:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1 or int(n_models) < 1:
             raise ValueError(f"need >= 2 positive layer sizes and n_models >= 1, got {sizes}, {n_models}")
+        if np.ndim(seed) == 0:
+            seeds = [int(seed) + m for m in range(int(n_models))]
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != int(n_models):
+                raise ValueError(f"got {len(seeds)} seeds for n_models = {n_models}")
         self.sizes, self.n_models = sizes, int(n_models)
         layers = [[] for _ in sizes[1:]]
         for m in range(self.n_models):
-            gen = torch.Generator().manual_seed(int(seed) + m)
+            gen = torch.Generator().manual_seed(seeds[m])
             for layer, fan_in, fan_out in zip(layers, sizes[:-1], sizes[1:], strict=True):
                 bound = 1.0 / math.sqrt(fan_in)
                 w = (2 * torch.rand(fan_in, fan_out, generator=gen) - 1) * bound
@@ -329,10 +340,14 @@ def train_classifier(model, x, y, *, teacher_logits=None, T: float = 1.0, alpha:
     Parameters
     ----------
     model : MLPEnsemble
-    x : torch.Tensor, shape (N, d)
-    y : torch.Tensor of int64, shape (N,)
-    teacher_logits : torch.Tensor, shape (N, K), optional
+    x : torch.Tensor, shape (N, d) or (n_models, N, d)
+        Shared inputs, or one training set per model (all of the same size N).
+    y : torch.Tensor of int64, shape (N,) or (n_models, N)
+        Labels, shared or one row per model (matching ``x``).
+    teacher_logits : torch.Tensor, shape (N, K) or (n_models, N, K), optional
         The teacher's logits on ``x`` (computed once, without gradient; cast to the model's dtype).
+        All zeros is a uniform teacher: with ``T = 1`` and ``alpha = 1 - epsilon`` the objective is
+        then label smoothing minus the constant ``epsilon * log K`` (see :func:`label_smoothing_loss`).
     T, alpha : float
         Temperature and hard-label weight of :func:`distillation_objective`.
     steps, lr, weight_decay : Adam's number of full-batch steps, step size and L2 penalty.
@@ -350,10 +365,13 @@ def train_classifier(model, x, y, *, teacher_logits=None, T: float = 1.0, alpha:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     n = model.n_models
     dtype = model.weights[0].dtype
+    if y.dim() == 2 and (y.shape[0] != n or x.dim() != 3 or x.shape[:2] != y.shape):
+        raise ValueError(f"per-model labels of shape {tuple(y.shape)} need inputs of shape "
+                         f"({n}, {y.shape[-1]}, d), got {tuple(x.shape)}")
     # the same objective as distillation_objective, by a faster route (a test checks they agree):
     # the inputs are checked once, not at every step; the teacher's soft targets are computed once;
     # _log_softmax avoids torch.log_softmax's slow CPU path for a short last axis
-    index = y.reshape(1, -1, 1).expand(n, -1, 1)
+    index = y[..., None] if y.dim() == 2 else y.reshape(1, -1, 1).expand(n, -1, 1)
     distil = teacher_logits is not None and alpha != 1
     if distil:
         temperature = _check_temperature(T)
@@ -442,6 +460,146 @@ def load_digits_split(*, test_size: float = 0.5, seed: int = 0):
     x_tr, x_te = ((x - mean) / std for x in (x_tr, x_te))
     return (torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32),
             torch.tensor(y_tr, dtype=torch.int64), torch.tensor(y_te, dtype=torch.int64))
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays():
+    """scikit-learn's digits (images as rows, labels), read once per process; read-only arrays."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    data, target = digits.data, digits.target
+    data.flags.writeable = target.flags.writeable = False
+    return data, target
+
+
+def load_digits_three_way(*, seed: int = 0):
+    """scikit-learn's digits split three ways, stratified: teacher's training set, transfer set, test set.
+
+    The 1797 images are divided into three stratified parts of 599 images each, with
+    ``random_state=seed``: the teacher is trained on the first, a student may be distilled on the
+    first (the teacher's own training set) or on the second (a *held-out transfer set* the teacher
+    never saw), and all are evaluated on the third.  Pixels are standardised with the mean and
+    standard deviation of the first two parts together (everything but the test set), so neither
+    transfer set is favoured.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    dict
+        ``{"teacher": (x, y), "transfer": (x, y), "test": (x, y)}`` with ``x`` a float32 tensor of
+        shape (599, 64) and ``y`` an int64 tensor of shape (599,).
+    """
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    data, target = _digits_arrays()
+    n = len(target)
+    x_rest, x_te, y_rest, y_te = train_test_split(data, target, test_size=n // 3,
+                                                  stratify=target, random_state=int(seed))
+    x_a, x_b, y_a, y_b = train_test_split(x_rest, y_rest, test_size=n // 3, stratify=y_rest,
+                                          random_state=int(seed))
+    mean, std = x_rest.mean(axis=0), x_rest.std(axis=0)
+    std[std == 0] = 1.0
+
+    def pair(x, y):
+        return (torch.tensor((x - mean) / std, dtype=torch.float32), torch.tensor(y, dtype=torch.int64))
+
+    return {"teacher": pair(x_a, y_a), "transfer": pair(x_b, y_b), "test": pair(x_te, y_te)}
+
+
+# --------------------------------------------------------------------------- chapter 8: label smoothing
+def _check_epsilon(epsilon) -> float:
+    if isinstance(epsilon, (bool, str, bytes)):
+        raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}")
+    try:
+        value = float(epsilon)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}")
+    return value
+
+
+def smoothed_targets(labels, n_classes: int, epsilon: float) -> np.ndarray:
+    r"""Label-smoothing targets :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon/K`.
+
+    Every class, the true one included, receives :math:`\varepsilon/K`; the true class gets
+    :math:`1-\varepsilon+\varepsilon/K` in all.  This is the convention of Szegedy et al. (2016),
+    Müller, Kornblith & Hinton (2019) and ``torch.nn.functional.cross_entropy(label_smoothing=...)``.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+        Class indices in ``0 .. n_classes - 1``.
+    n_classes : int
+        Number of classes K >= 2.
+    epsilon : float in [0, 1]
+        Smoothing weight.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, K)
+        Rows sum to 1.
+    """
+    eps = _check_epsilon(epsilon)
+    if _is_torch(labels):
+        labels = labels.detach().cpu().numpy()
+    y = np.asarray(labels)
+    if isinstance(n_classes, bool) or int(n_classes) != n_classes or int(n_classes) < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    k = int(n_classes)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or np.any((y < 0) | (y >= k)):
+        raise ValueError(f"labels must be a 1-D array of integers in [0, {k - 1}]")
+    q = np.full((y.size, k), eps / k)
+    q[np.arange(y.size), y] += 1.0 - eps
+    return q
+
+
+def label_smoothing_loss(student_logits, labels, *, epsilon):
+    r"""Label smoothing written as distillation from a uniform teacher.
+
+    The cross-entropy with the smoothed targets :func:`smoothed_targets` splits as
+
+    .. math::
+        H(q_\varepsilon, p_s) = (1-\varepsilon)\,\mathrm{CE}(y, p_s) + \varepsilon\, H(u, p_s)
+        = (1-\varepsilon)\,\mathrm{CE}(y, p_s) + \varepsilon\, D(u\,\|\,p_s) + \varepsilon \log K ,
+
+    with :math:`u` the uniform distribution over the K classes: the objective of
+    :func:`distillation_objective` with a teacher whose logits are all equal, ``T = 1`` and
+    ``alpha = 1 - epsilon``, plus the constant :math:`\varepsilon\log K`.  It is computed by exactly
+    that route; it equals ``F.cross_entropy(s, y, label_smoothing=epsilon)`` (a test checks).
+
+    Parameters
+    ----------
+    student_logits : torch.Tensor, shape (N, K)
+    labels : torch.Tensor of int64, shape (N,)
+    epsilon : float in [0, 1]
+
+    Returns
+    -------
+    torch.Tensor
+        0-d, the mean over the rows, in nats.
+
+    References
+    ----------
+    Müller, Kornblith & Hinton (2019), sec. 2; Szegedy et al. (2016), sec. 7.
+    """
+    import torch
+
+    eps = _check_epsilon(epsilon)
+    s = _as_logits(student_logits, "student_logits")
+    if s.dim() != 2 or s.shape[-1] < 2:
+        raise ValueError(f"student_logits must have shape (N, K) with K >= 2, got {tuple(s.shape)}")
+    uniform_teacher = torch.zeros_like(s)
+    return (distillation_objective(s, uniform_teacher, labels, T=1.0, alpha=1.0 - eps)
+            + eps * math.log(s.shape[-1]))
 
 
 # --------------------------------------------------------------------------- chapter 8: calibration

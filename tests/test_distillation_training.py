@@ -339,3 +339,134 @@ def test_t_squared_does_not_make_the_balance_t_independent_at_moderate_temperatu
     x = s.clone().requires_grad_(True)
     (g8,) = torch.autograd.grad(distillation_loss(x, t, T=8.0), x)
     assert (g8 - gap / (s.shape[0] * s.shape[1])).norm() > 0.3 * limit  # at T = 8 not yet logit matching
+
+
+# --------------------------------------------------------------------------- issue 14: three-way split
+def test_load_digits_three_way_is_disjoint_stratified_and_deterministic():
+    from sklearn.datasets import load_digits
+
+    from klcourse.distillation import load_digits_three_way
+
+    parts = load_digits_three_way(seed=3)
+    assert set(parts) == {"teacher", "transfer", "test"}
+    sizes = {name: len(y) for name, (_, y) in parts.items()}
+    assert sizes == {"teacher": 599, "transfer": 599, "test": 599}
+    # standardised with the statistics of the non-test images
+    raw = load_digits()
+    rest = np.concatenate([parts["teacher"][0].numpy(), parts["transfer"][0].numpy()])
+    assert np.allclose(rest.mean(axis=0), 0, atol=1e-5)
+    counts = {name: np.bincount(y.numpy(), minlength=10) for name, (_, y) in parts.items()}
+    full = np.bincount(raw.target, minlength=10)
+    for c in counts.values():  # stratified: each part holds a third of every class, up to one image
+        assert np.all(np.abs(3 * c - full) <= 3)
+    assert sum(counts.values()).sum() == 3 * 599
+    # disjoint: no standardised image appears in two parts
+    rows = {name: {tuple(np.round(x.numpy(), 4).tolist()) for x in xs} for name, (xs, _) in parts.items()}
+    assert not (rows["teacher"] & rows["test"]) and not (rows["transfer"] & rows["test"])
+    assert not (rows["teacher"] & rows["transfer"])
+    again = load_digits_three_way(seed=3)
+    assert all(torch.equal(parts[k][0], again[k][0]) for k in parts)
+    assert not torch.equal(load_digits_three_way(seed=4)["test"][1], parts["test"][1])
+    with pytest.raises(ValueError):
+        load_digits_three_way(seed=1.5)
+
+
+def test_train_classifier_with_one_training_set_per_model_equals_separate_runs():
+    """Stacked inputs (n_models, N, d) and labels (n_models, N): model m is trained on set m only, the
+    same as training it alone on its own 2-D data (independent route: separate calls)."""
+    x, y = toy_data()
+    x2 = torch.flip(x, dims=(0,)) + 0.3
+    y2 = torch.flip(y, dims=(0,))
+    xs, ys = torch.stack([x, x2]), torch.stack([y, y2])
+    teacher = 2 * torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(4))
+    stacked = MLPEnsemble((6, 8, 3), n_models=2, seed=5)
+    train_classifier(stacked, xs, ys, teacher_logits=teacher, T=2.0, alpha=0.3, steps=15, lr=0.02)
+    for m, (xm, ym) in enumerate(((x, y), (x2, y2))):
+        alone = MLPEnsemble((6, 8, 3), n_models=1, seed=5 + m)
+        train_classifier(alone, xm, ym, teacher_logits=teacher[m], T=2.0, alpha=0.3, steps=15, lr=0.02)
+        with torch.no_grad():
+            assert torch.allclose(stacked(xm)[m], alone(xm)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="per-model labels"):
+        train_classifier(stacked, x, ys, steps=1)
+
+
+# --------------------------------------------------------------------------- issue 14: label smoothing
+def test_smoothed_targets_put_epsilon_over_k_on_every_class():
+    from klcourse.distillation import smoothed_targets
+
+    q = smoothed_targets(np.array([2, 0]), 4, 0.2)
+    # by hand: 0.2 / 4 = 0.05 everywhere, plus 0.8 on the label
+    assert np.allclose(q, [[0.05, 0.05, 0.85, 0.05], [0.85, 0.05, 0.05, 0.05]], atol=1e-15)
+    assert np.allclose(smoothed_targets(torch.tensor([1]), 3, 0.0), [[0, 1, 0]])
+    for bad in (dict(labels=[4], n_classes=4, epsilon=0.1), dict(labels=[0], n_classes=1, epsilon=0.1),
+                dict(labels=[0], n_classes=3, epsilon=1.5), dict(labels=[0.5], n_classes=3, epsilon=0.1),
+                dict(labels=[0], n_classes=3, epsilon="a")):
+        with pytest.raises(ValueError):
+            smoothed_targets(np.asarray(bad.pop("labels")), **bad)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.5, 1.0])
+def test_label_smoothing_loss_equals_torch_and_the_smoothed_cross_entropy(epsilon):
+    """Three routes: torch's F.cross_entropy(label_smoothing=...), numpy's cross-entropy with explicit
+    smoothed targets, and the library's distillation-from-a-uniform-teacher route."""
+    from klcourse.distillation import label_smoothing_loss
+
+    gen = torch.Generator().manual_seed(7)
+    s = 3 * torch.randn(12, 10, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (12,), generator=gen)
+    ours = label_smoothing_loss(s, y, epsilon=epsilon).item()
+    torch_value = F.cross_entropy(s, y, label_smoothing=epsilon).item()
+    q = np.full((12, 10), epsilon / 10)
+    q[np.arange(12), y.numpy()] += 1 - epsilon
+    z = s.numpy()
+    log_p = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+    by_hand = float(np.mean(-(q * log_p).sum(1)))
+    assert math.isclose(ours, torch_value, rel_tol=1e-12)
+    assert math.isclose(ours, by_hand, rel_tol=1e-12)
+    # and the KL form: (1 - eps) CE(y) + eps D(u || p_s) + eps log K, with scipy's entropy for D
+    p = softmax(z, axis=1)
+    kl_u = np.mean([entropy(np.full(10, 0.1), row) for row in p])
+    ce = float(np.mean(-log_p[np.arange(12), y.numpy()]))
+    assert math.isclose(ours, (1 - epsilon) * ce + epsilon * kl_u + epsilon * math.log(10), rel_tol=1e-12)
+
+
+def test_label_smoothing_loss_gradient_matches_torch_and_validates():
+    from klcourse.distillation import label_smoothing_loss
+
+    s = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    (g_ours,) = torch.autograd.grad(label_smoothing_loss(s, y, epsilon=0.3), s)
+    (g_torch,) = torch.autograd.grad(F.cross_entropy(s, y, label_smoothing=0.3), s)
+    assert torch.allclose(g_ours, g_torch, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError):
+        label_smoothing_loss(s, y, epsilon=-0.1)
+    with pytest.raises(ValueError):
+        label_smoothing_loss(s[0], y[:1], epsilon=0.1)
+
+
+def test_training_with_a_uniform_teacher_is_label_smoothing():
+    """train_classifier with all-zero teacher logits, T = 1, alpha = 1 - eps follows the same path as
+    torch.optim.Adam on F.cross_entropy(label_smoothing=eps) (the constant eps log K has no gradient)."""
+    x, y = toy_data()
+    sizes, steps, lr, eps = (6, 8, 3), 20, 0.02, 0.2
+    ensemble = MLPEnsemble(sizes, n_models=1, seed=5)
+    train_classifier(ensemble, x, y, teacher_logits=torch.zeros(40, 3), T=1.0, alpha=1 - eps,
+                     steps=steps, lr=lr)
+    reference = MLPEnsemble(sizes, n_models=1, seed=5)
+    params = reference.parameters()
+    opt = torch.optim.Adam(params, lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(reference(x)[0], y, label_smoothing=eps).backward()
+        opt.step()
+    with torch.no_grad():
+        assert torch.allclose(ensemble(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_with_a_seed_per_model_repeats_initial_weights():
+    pairs = MLPEnsemble((4, 5, 3), n_models=4, seed=[7, 8, 7, 8])
+    single = MLPEnsemble((4, 5, 3), n_models=2, seed=7)   # models with seeds 7 and 8
+    for p_pairs, p_single in zip(pairs.parameters(), single.parameters(), strict=True):
+        assert torch.equal(p_pairs[:2], p_single) and torch.equal(p_pairs[2:], p_single)
+    with pytest.raises(ValueError, match="seeds"):
+        MLPEnsemble((4, 5, 3), n_models=3, seed=[1, 2])

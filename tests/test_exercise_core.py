@@ -340,7 +340,7 @@ BY_HAND = {
     "em.proximal-gap",
     "distillation.high-t-limit", "estimation.small-sample", "estimation.negative-average", "estimation.policy-kl",
     "estimation.optimal-policy", "estimation.lambda-star",
-    "numerics.bf16-roundoff",
+    "numerics.bf16-roundoff", "distillation.label-smoothing",
     "posttraining.sequence-kl", "posttraining.optimum-prob", "posttraining.shaped-reward",
     "posttraining.dpo-preference", "posttraining.optimum-kl-bits",
 }

@@ -278,3 +278,54 @@ def test_loss_by_hand_names_soft_target_cross_entropy():
     p_s, p_t, T = loss_parts()
     cross = T**2 * float(np.mean(-np.sum(p_t * np.log(p_s), axis=1)))
     assert verdict("loss-by-hand", round(cross, 4)).misconception == "soft-target-cross-entropy"
+
+
+# --------------------------------------------------------------------------- label-smoothing
+def torch_label_smoothing_value():
+    """Independent route: PyTorch's own F.cross_entropy(label_smoothing=...) in float64."""
+    s = torch.tensor([ex.SMOOTH_LOGITS], dtype=torch.float64)
+    return F.cross_entropy(s, torch.tensor([ex.SMOOTH_LABEL]), label_smoothing=ex.SMOOTH_EPS).item()
+
+
+def test_label_smoothing_accepts_torch_value_and_three_figures():
+    value = torch_label_smoothing_value()
+    assert verdict("label-smoothing", value).passed
+    assert verdict("label-smoothing", float(f"{value:.3g}")).passed
+    # the identity by exact enumeration in mpmath: (1 - eps) CE + eps (D(u || p) + log K)
+    mpmath.mp.dps = 40
+    z = [mpmath.mpf(v) for v in ex.SMOOTH_LOGITS]
+    lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z))
+    log_p = [v - lse for v in z]
+    k, eps = len(z), mpmath.mpf(ex.SMOOTH_EPS)
+    kl_u = mpmath.fsum((1 / mpmath.mpf(k)) * (-mpmath.log(k) - lp) for lp in log_p)
+    exact = (1 - eps) * -log_p[ex.SMOOTH_LABEL] + eps * (kl_u + mpmath.log(k))
+    assert math.isclose(value, float(exact), rel_tol=1e-12)
+
+
+def mistaken_smoothing(kind):
+    """Each mistake computed independently with scipy (softmax, rel_entr) and explicit target vectors."""
+    z = np.array(ex.SMOOTH_LOGITS)
+    p, k, eps, y = softmax(z), len(z), ex.SMOOTH_EPS, ex.SMOOTH_LABEL
+    onehot, u = np.eye(k)[y], np.full(k, 1 / k)
+    if kind == "others-only":
+        q = np.where(onehot == 1, 1 - eps, eps / (k - 1))
+    elif kind == "not-renormalised":
+        q = onehot + eps / k
+    elif kind == "no-smoothing":
+        q = onehot
+    elif kind == "kl-form":
+        return (1 - eps) * -np.log(p[y]) + eps * rel_entr(u, p).sum()
+    elif kind == "reverse-kl":
+        return (1 - eps) * -np.log(p[y]) + eps * (rel_entr(p, u).sum() + np.log(k))
+    return float(-(q * np.log(p)).sum())
+
+
+@pytest.mark.parametrize("kind", ["others-only", "kl-form", "reverse-kl", "not-renormalised", "no-smoothing"])
+def test_label_smoothing_names_misconceptions(kind):
+    assert_misconception("label-smoothing", mistaken_smoothing(kind), kind)
+
+
+def test_label_smoothing_far_answer_does_not_reveal_the_value():
+    fb = verdict("label-smoothing", 2.0)
+    value = torch_label_smoothing_value()
+    assert not fb.passed and fb.misconception is None and f"{value:.3g}" not in fb.message

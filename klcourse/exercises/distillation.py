@@ -354,3 +354,72 @@ register(
         ],
     ),
 )
+
+
+# --------------------------------------------------------------------------- 7. label-smoothing
+#: label-smoothing: one example, four classes, the label and the smoothing weight
+SMOOTH_LOGITS = (2.5, 0.0, -2.0, 1.0)
+SMOOTH_LABEL = 0
+SMOOTH_EPS = 0.2
+
+
+def _smooth_expected() -> float:
+    """H(q_eps, p_s) with q_eps = (1 - eps) onehot + eps / K, by klcourse.distillation.label_smoothing_loss."""
+    import torch
+
+    from klcourse.distillation import label_smoothing_loss
+
+    s = torch.tensor([SMOOTH_LOGITS], dtype=torch.float64)
+    return float(label_smoothing_loss(s, torch.tensor([SMOOTH_LABEL]), epsilon=SMOOTH_EPS))
+
+
+def _smooth_variant(kind: str) -> float:
+    z = np.array(SMOOTH_LOGITS)
+    k = z.size
+    log_p = z - z.max() - math.log(np.sum(np.exp(z - z.max())))
+    p, u = np.exp(log_p), np.full(k, 1.0 / k)
+    ce, eps = -log_p[SMOOTH_LABEL], SMOOTH_EPS
+    if kind == "others-only":  # 1 - eps on the label, eps / (K - 1) on each other class
+        q = np.full(k, eps / (k - 1))
+        q[SMOOTH_LABEL] = 1 - eps
+        return float(-np.sum(q * log_p))
+    if kind == "kl-form":  # (1 - eps) CE + eps D(u || p): the constant eps log K dropped
+        return float((1 - eps) * ce + eps * np.sum(u * np.log(u / p)))
+    if kind == "reverse-kl":  # (1 - eps) CE + eps (D(p || u) + log K)
+        return float((1 - eps) * ce + eps * (np.sum(p * np.log(p / u)) + math.log(k)))
+    if kind == "not-renormalised":  # onehot + eps / K without the factor 1 - eps
+        return float(ce + eps * -np.mean(log_p))
+    if kind == "hard":
+        return float(ce)
+    raise ValueError(kind)
+
+
+register(
+    "distillation.label-smoothing",
+    title="The label-smoothed cross-entropy of one example",
+    kind="number",
+    checker=number(
+        _smooth_expected,
+        sigfigs=3,
+        misconceptions=[
+            Misconception("others-only", lambda: _smooth_variant("others-only"),
+                          "That puts ε/(K−1) on each *wrong* class and 1−ε on the label. Label smoothing (Szegedy "
+                          "et al., Müller et al., PyTorch's label_smoothing) mixes the one-hot vector with the "
+                          "uniform distribution: ε/K on *every* class, the label included, so the label gets "
+                          "1−ε+ε/K."),
+            Misconception("kl-form", lambda: _smooth_variant("kl-form"),
+                          "That is (1−ε)·CE + ε·D(u‖p_s), the distillation form: it lacks the constant ε·log K "
+                          "(the entropy of the uniform teacher), which the cross-entropy with the smoothed "
+                          "targets contains. Same gradient, different value."),
+            Misconception("reverse-kl", lambda: _smooth_variant("reverse-kl"),
+                          "That uses D(p_s‖u), the reverse direction. The cross-entropy H(u, p_s) equals "
+                          "D(u‖p_s) + log K: the uniform *teacher* comes first, the expectation is under it."),
+            Misconception("not-renormalised", lambda: _smooth_variant("not-renormalised"),
+                          "Your targets sum to 1+ε: the one-hot part must be scaled by (1−ε) before ε/K is "
+                          "added to every class."),
+            Misconception("no-smoothing", lambda: _smooth_variant("hard"),
+                          "That is the ordinary cross-entropy with the label; smoothing moves ε of the target's "
+                          "mass onto the uniform distribution."),
+        ],
+    ),
+)

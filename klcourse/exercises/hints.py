@@ -506,6 +506,14 @@ HINTS: dict[str, tuple[str, ...]] = {
         "The limit is Σ g²/(2K) with K the number of classes; compare with distillation_loss at a large T on "
         "float64 tensors.",
     ),
+    "distillation.label-smoothing": (
+        "Build the target vector first: the one-hot vector of the label, mixed with the uniform distribution "
+        "over the K classes with weights 1 − ε and ε. It must sum to 1.",
+        "The loss is the cross-entropy −Σ_k q_k log p_k with p = softmax(SMOOTH_LOGITS) at T = 1; compute "
+        "log p with the maximum subtracted (a log-sum-exp).",
+        "Check the target against klcourse.distillation.smoothed_targets, or the loss against "
+        "F.cross_entropy(..., label_smoothing=SMOOTH_EPS) on a float64 tensor.",
+    ),
     # ------------------------------------------------------------------ 9. estimation
     "estimation.small-sample": (
         "With r = p(x)/q(x) at each draw, the estimators of D(Q‖P) are k1 = −log r, k2 = ½(log r)² and "
