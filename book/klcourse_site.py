@@ -848,7 +848,6 @@ def compact_katex_site(outdir: Path) -> dict:
     scripts = {s: s.read_text(encoding="utf-8", errors="replace") for s in sorted((outdir / "_static").rglob("*.js"))
                if s.name not in _KATEX_SCRIPTS and s.name != "fontawesome.js"}
     plan = KatexCompaction(pages, sheets, scripts, original_css)
-    (katex_dir / KATEX_COMPACT_CSS).write_text(rename_css_classes(original_css, plan.rename), encoding="utf-8")
     before = after = 0
     search = outdir / "search.html"
     for page, text in pages.items():
@@ -861,6 +860,13 @@ def compact_katex_site(outdir: Path) -> dict:
         before, after = before + len(text.encode()), after + len(new.encode())
         if new != text:
             page.write_text(new, encoding="utf-8")
+    # the renamed sheet serves the pre-rendered pages only: it keeps the rules that can apply to them (see
+    # purge_style_sheets; the search page keeps KaTeX's whole sheet for what its script writes)
+    import tinycss2
+
+    renamed = tinycss2.parse_stylesheet(rename_css_classes(original_css, plan.rename), skip_comments=True,
+                                        skip_whitespace=True)
+    (katex_dir / KATEX_COMPACT_CSS).write_text(purge_rules(renamed, site_vocabulary(outdir)), encoding="utf-8")
     return {"renamed": len(plan.rename), "kept": plan.kept, "style_classes": len(plan.style_class),
             "bytes_before": before, "bytes_after": after}
 
