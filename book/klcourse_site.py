@@ -757,8 +757,14 @@ def important_declarations(style: str) -> str | None:
 class KatexCompaction:
     """The renaming of KaTeX's classes and the classes for repeated inline styles, planned over a whole site."""
 
-    def __init__(self, pages: dict, sheets: dict, scripts: dict, katex_css: str):
+    def __init__(self, pages: dict, sheets: dict, scripts: dict, katex_css: str, compacted: tuple = (),
+                 previous: dict | None = None):
+        """Plan for ``pages`` (as Sphinx wrote them) given the site's other style sheets and scripts. An
+        incremental build leaves pages compacted by the previous run (``compacted``, their texts): the plan of that
+        run (``previous``, see :meth:`state`) is kept and extended, so that every page uses the same names."""
         katex_tokens, outside, styles = {}, set(), {}
+        for text in compacted:
+            outside |= _class_tokens(_split(text, katex_ranges(text))[0])
         for text in pages.values():
             rest, formulas = _split(text, katex_ranges(text))
             outside |= _class_tokens(rest)
@@ -772,18 +778,28 @@ class KatexCompaction:
         script_words = {word for js in scripts.values() for s in _JS_STRING.findall(js) for word in _WORD.findall(s)}
         katex_css_names = css_class_names(katex_css)
         used_elsewhere = outside | sheet_names | script_words | KATEX_PUBLIC_CLASSES
+        previous = previous or {"rename": {}, "style_class": {}}
+        self.rename, self.style_class = dict(previous["rename"]), dict(previous["style_class"])
+        clash = (set(self.rename) | set(self.rename.values()) | set(self.style_class.values())) & used_elsewhere
+        if clash:
+            raise ValueError(f"the names {sorted(clash)} of the previous build's compacted maths are now used "
+                             "elsewhere on the site: build from scratch")
         self.kept = sorted(t for t in katex_tokens if t in used_elsewhere)
-        renamable = sorted((t for t in set(katex_tokens) | katex_css_names if t not in used_elsewhere),
+        renamable = sorted((t for t in set(katex_tokens) | katex_css_names
+                            if t not in used_elsewhere and t not in self.rename),
                            key=lambda t: (-katex_tokens.get(t, 0), t))
-        taken = outside | sheet_names | script_words | set(katex_tokens) | katex_css_names | KATEX_PUBLIC_CLASSES
+        taken = (outside | sheet_names | script_words | set(katex_tokens) | katex_css_names | KATEX_PUBLIC_CLASSES
+                 | set(self.rename) | set(self.rename.values()) | set(self.style_class.values()))
         names = short_names(taken)
-        self.rename = {token: next(names) for token in renamable}
-        self.style_rules, self.style_class = {}, {}
+        self.rename.update((token, next(names)) for token in renamable)
         for style, count in sorted(styles.items(), key=lambda item: (-item[1], item[0])):
-            declarations = important_declarations(style)
-            if count > 1 and declarations:
-                self.style_class[style] = name = next(names)
-                self.style_rules[style] = f":where(.{name}){{{declarations}}}"
+            if count > 1 and style not in self.style_class and important_declarations(style):
+                self.style_class[style] = next(names)
+        self.style_rules = {style: f":where(.{name}){{{important_declarations(style)}}}"
+                            for style, name in self.style_class.items()}
+
+    def state(self) -> dict:
+        return {"rename": self.rename, "style_class": self.style_class}
 
     def compact_formula(self, formula: str, counts: dict) -> str:
         def tag(match):
@@ -835,24 +851,33 @@ class KatexCompaction:
         return page
 
 
-def compact_katex_site(outdir: Path) -> dict:
+def compact_katex_site(outdir: Path, state: Path | None = None) -> dict:
     """Apply :class:`KatexCompaction` to the built site ``outdir`` (every page but the search page); return
-    bytes before and after."""
+    counts and bytes before and after. The plan is saved to ``state`` (a JSON file) for the next incremental
+    build; default: ``<outdir>/../.doctrees/katex-compact.json``, where Sphinx keeps its own state."""
     outdir = Path(outdir)
+    state = Path(state) if state else outdir.parent / ".doctrees" / "katex-compact.json"
     katex_dir = outdir / "_static" / "katex"
     original_css = (katex_dir / "katex.min.css").read_text(encoding="utf-8")
-    pages = {p: p.read_text(encoding="utf-8") for p in sorted(outdir.rglob("*.html"))
-             if "_static" not in p.relative_to(outdir).parts}
+    search = outdir / "search.html"
+    pages, compacted = {}, {}
+    for page in sorted(outdir.rglob("*.html")):
+        if "_static" not in page.relative_to(outdir).parts and page != search:
+            text = page.read_text(encoding="utf-8")
+            (compacted if f"/{KATEX_COMPACT_CSS}\"" in text else pages)[page] = text
+    previous = json.loads(state.read_text(encoding="utf-8")) if compacted and state.is_file() else None
+    if compacted and previous is None:
+        raise ExtensionError(f"pages of {outdir} are compacted already and {state} is missing: build from scratch")
     sheets = {s: s.read_text(encoding="utf-8", errors="replace") for s in sorted((outdir / "_static").rglob("*.css"))
               if s.parent != katex_dir}
     scripts = {s: s.read_text(encoding="utf-8", errors="replace") for s in sorted((outdir / "_static").rglob("*.js"))
                if s.name not in _KATEX_SCRIPTS and s.name != "fontawesome.js"}
-    plan = KatexCompaction(pages, sheets, scripts, original_css)
+    try:
+        plan = KatexCompaction(pages, sheets, scripts, original_css, tuple(compacted.values()), previous)
+    except ValueError as error:
+        raise ExtensionError(str(error)) from error
     before = after = 0
-    search = outdir / "search.html"
     for page, text in pages.items():
-        if page == search or KATEX_STYLE_MARK in text:
-            continue
         new = plan.compact_page(text, ('/katex.min.css"', f'/{KATEX_COMPACT_CSS}"'))
         leftover = _class_tokens("".join(_split(new, katex_ranges(new))[1])) & set(plan.rename)
         if leftover:
@@ -860,6 +885,8 @@ def compact_katex_site(outdir: Path) -> dict:
         before, after = before + len(text.encode()), after + len(new.encode())
         if new != text:
             page.write_text(new, encoding="utf-8")
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(plan.state(), indent=0, sort_keys=True), encoding="utf-8")
     # the renamed sheet serves the pre-rendered pages only: it keeps the rules that can apply to them (see
     # purge_style_sheets; the search page keeps KaTeX's whole sheet for what its script writes)
     import tinycss2
@@ -867,8 +894,8 @@ def compact_katex_site(outdir: Path) -> dict:
     renamed = tinycss2.parse_stylesheet(rename_css_classes(original_css, plan.rename), skip_comments=True,
                                         skip_whitespace=True)
     (katex_dir / KATEX_COMPACT_CSS).write_text(purge_rules(renamed, site_vocabulary(outdir)), encoding="utf-8")
-    return {"renamed": len(plan.rename), "kept": plan.kept, "style_classes": len(plan.style_class),
-            "bytes_before": before, "bytes_after": after}
+    return {"pages": len(pages), "already_compacted": len(compacted), "renamed": len(plan.rename),
+            "kept": plan.kept, "style_classes": len(plan.style_class), "bytes_before": before, "bytes_after": after}
 
 
 def compact_katex(app, exception):
@@ -876,7 +903,7 @@ def compact_katex(app, exception):
         return
     if not Path(app.outdir, "_static", "katex", "katex.min.css").is_file():
         return
-    compact_katex_site(Path(app.outdir))
+    compact_katex_site(Path(app.outdir), Path(app.doctreedir) / "katex-compact.json")
 
 
 def setup(app):
@@ -894,7 +921,7 @@ def setup(app):
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
-if __name__ == "__main__":  # python book/klcourse_site.py compact-katex SITE: the KaTeX step on a built site
-    if len(sys.argv) != 3 or sys.argv[1] != "compact-katex":
-        sys.exit("usage: python book/klcourse_site.py compact-katex SITE_DIR")
-    print(compact_katex_site(Path(sys.argv[2])))
+if __name__ == "__main__":  # python book/klcourse_site.py compact-katex SITE [STATE]: the KaTeX step on a built site
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "compact-katex":
+        sys.exit("usage: python book/klcourse_site.py compact-katex SITE_DIR [STATE_JSON]")
+    print(compact_katex_site(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))

@@ -106,6 +106,24 @@ def test_styles_worth_no_class_stay_inline_and_an_element_without_class_gets_one
     assert '<span style="top:-2.55em;"><span class="accent">y</span></span>' in single
 
 
+def test_an_incremental_build_keeps_the_names_of_the_pages_compacted_before():
+    first = plan()
+    done = first.compact_page(PAGE)
+    second_page = PAGE.replace('<span class="mbin">+</span>', '<span class="mbin newop">+</span>')
+    second = klcourse_site.KatexCompaction({"q.html": second_page}, OTHER_CSS, SCRIPTS, KATEX_CSS,
+                                           compacted=(done,), previous=first.state())
+    assert {token: second.rename[token] for token in first.rename} == first.rename
+    assert second.style_class.items() >= first.style_class.items()
+    assert second.rename["newop"] not in set(first.rename.values()) | set(first.style_class.values())
+    out = second.compact_page(second_page)
+    assert f'<span class="{first.rename["mbin"]} {second.rename["newop"]}">+</span>' in out
+    # a new page that uses a short name of the previous run outside its maths: the names would clash
+    clashing = PAGE.replace('<p class="accent">', f'<p class="{first.rename["mord"]}">')
+    with pytest.raises(ValueError, match="build from scratch"):
+        klcourse_site.KatexCompaction({"r.html": clashing}, OTHER_CSS, SCRIPTS, KATEX_CSS, compacted=(done,),
+                                      previous=first.state())
+
+
 def test_unclosed_formula_is_an_error():
     with pytest.raises(ValueError, match="unclosed"):
         klcourse_site.katex_ranges('<p><span class="katex"><span class="base">x</span></p>')
