@@ -36,6 +36,10 @@ class, id, attribute and element its selector names occurs in a page or in a scr
 7. The interactive figures (issue 16): ``book/klwidgets.js`` and ``book/klwidgets.css`` go to ``_static`` and are
 loaded by the pages that hold a ``<div class="kl-widget" data-kl-widget=...>`` (placed in a chapter's Markdown with a
 ``{raw} html`` block), and by no other page. See :func:`add_widget_assets`.
+
+8. KaTeX's pre-rendered markup is made smaller (a maths-dense chapter's HTML by about a fifth): short names for its
+internal classes, in the pages and in a renamed copy of its style sheet, and classes for repeated inline styles;
+the rendering is the same to the pixel (tests/site/test_katex_compact.py). See :func:`compact_katex_site`.
 """
 
 from __future__ import annotations
@@ -605,6 +609,307 @@ def purge_style_sheets(app, exception):
         sheet.write_text(charset + purge_rules(rules, words), encoding="utf-8")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# KaTeX's pre-rendered maths made smaller (issue 10: a chapter's first visit <= 1.5 MB). Most of a maths-heavy
+# page is KaTeX markup: long class names (``mord mathnormal``, ``vlist-t vlist-t2``) and inline styles that repeat
+# hundreds of times (``margin-right:0.2778em``). After the build:
+# - KaTeX's internal class names get short names, in the pages and in a renamed copy of KaTeX's style sheet
+#   (``_static/katex/katex-compact.css``; the search page, whose excerpts KaTeX's script typesets in the browser
+#   with the original names, keeps ``katex.min.css``). A name is renamed only when nothing else uses it: no
+#   element outside a formula, no other style sheet, no string in a script; the public names below stay. The new
+#   names occur nowhere on the site, so the renaming is a one-to-one change of names that every selector
+#   follows: the same rules match the same elements.
+# - An inline style repeated on a page becomes a class whose rule, in a ``<style>`` at the top of the page's head,
+#   reads ``:where(.x){...!important}``: important declarations beat every normal rule, as an inline style does,
+#   and with specificity 0 and the first place in the page any other important rule still wins, as it does
+#   against an inline style. Names are the same on every page (make_pdf.py joins pages into one document and
+#   carries their ``<style>`` along).
+# - ``<math xmlns="...MathML">`` loses its ``xmlns``, which the HTML parser ignores (``<math>`` is MathML there).
+# The MathML (what screen readers read), its TeX annotation (which the search page reads back) and aria-hidden on
+# the visual markup are unchanged.
+
+KATEX_PUBLIC_CLASSES = frozenset({"katex", "katex-display", "katex-html", "katex-mathml", "katex-error", "math",
+                                  "eqno"})
+KATEX_COMPACT_CSS = "katex-compact.css"
+KATEX_STYLE_MARK = "data-katex-styles"
+_KATEX_ROOT = re.compile(r'<span class="katex(?:\s[^"]*)?">')
+_SPAN_TAG = re.compile(r"<(/?)span\b")
+_TAG = re.compile(r"<([a-zA-Z][\w:-]*)(\s[^<>]*?)?(/?)>")
+_CLASS_ATTR = re.compile(r'\sclass="([^"]*)"')
+_STYLE_ATTR = re.compile(r'\sstyle="([^"]*)"')
+_MATHML_XMLNS = ' xmlns="http://www.w3.org/1998/Math/MathML"'
+_SKIPPED_ELEMENTS = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
+_JS_STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`""", re.S)
+_WORD = re.compile(r"-?[_a-zA-Z][\w-]*")
+_KATEX_SCRIPTS = ("katex.min.js", "auto-render.min.js")
+
+
+def katex_ranges(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each formula's ``<span class="katex">`` element in ``text`` (its closing tag included)."""
+    ranges, pos = [], 0
+    while (root := _KATEX_ROOT.search(text, pos)) is not None:
+        depth = 0
+        for tag in _SPAN_TAG.finditer(text, root.start()):
+            depth += -1 if tag.group(1) else 1
+            if depth == 0:
+                end = text.index(">", tag.end()) + 1
+                break
+        else:
+            raise ValueError(f"unclosed KaTeX span at offset {root.start()}")
+        ranges.append((root.start(), end))
+        pos = end
+    return ranges
+
+
+def _split(text: str, ranges) -> tuple[str, list[str]]:
+    """The text outside the formulas (with scripts, styles and comments blanked) and the formulas."""
+    outside, inside, last = [], [], 0
+    for start, end in ranges:
+        outside.append(text[last:start])
+        inside.append(text[start:end])
+        last = end
+    outside.append(text[last:])
+    return _SKIPPED_ELEMENTS.sub(" ", " ".join(outside)), inside
+
+
+def _class_tokens(fragment: str) -> set[str]:
+    return {token for value in _CLASS_ATTR.findall(fragment) for token in value.split()}
+
+
+def css_class_names(css: str) -> set[str]:
+    """Every class a selector of the style sheet ``css`` names (url(...) bodies and strings left out)."""
+    import tinycss2
+
+    names: set[str] = set()
+
+    def walk(tokens):
+        tokens = list(tokens)
+        for i, token in enumerate(tokens):
+            if token.type == "literal" and token.value == "." and i + 1 < len(tokens) \
+                    and tokens[i + 1].type == "ident":
+                names.add(tokens[i + 1].value)
+            if token.type in ("() block", "[] block", "{} block", "function"):
+                walk(token.arguments if token.type == "function" else token.content)
+
+    for rule in tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True):
+        if rule.type in ("qualified-rule", "at-rule"):
+            walk(rule.prelude or [])
+            if rule.content is not None:
+                if rule.type == "at-rule":
+                    names.update(css_class_names(tinycss2.serialize(rule.content)))
+    return names
+
+
+def short_names(taken: set[str]):
+    """a, b, ..., z, aa, ab, ..., a0, ...: lower-case CSS identifiers not in ``taken``."""
+    first, rest = "abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrstuvwxyz0123456789"
+    for length in range(1, 5):
+        for index in range(26 * 36 ** (length - 1)):
+            name, index = first[index % 26], index // 26
+            for _ in range(length - 1):
+                name, index = name + rest[index % 36], index // 36
+            if name not in taken:
+                yield name
+    raise ValueError("out of short names")
+
+
+def rename_css_classes(css: str, rename: dict[str, str]) -> str:
+    """``css`` with each class selector ``.old`` of ``rename`` written ``.new`` (everything else as it was)."""
+    import tinycss2
+
+    def walk(tokens):
+        tokens = list(tokens)
+        for i, token in enumerate(tokens):
+            if token.type == "literal" and token.value == "." and i + 1 < len(tokens) \
+                    and tokens[i + 1].type == "ident" and tokens[i + 1].value in rename:
+                tokens[i + 1] = tinycss2.ast.IdentToken(0, 0, rename[tokens[i + 1].value])
+            elif token.type == "function":
+                token.arguments = walk(token.arguments)
+            elif token.type in ("() block", "[] block"):
+                if token.type == "[] block" and any(t.type == "ident" and t.lower_value == "class"
+                                                    for t in token.content):
+                    raise ValueError("a [class...] selector cannot be renamed")
+                token.content = walk(token.content)
+        return tokens
+
+    out = []
+    for rule in tinycss2.parse_stylesheet(css):
+        if rule.type == "qualified-rule":
+            rule.prelude = walk(rule.prelude)
+        elif rule.type == "at-rule" and rule.content is not None and rule.at_keyword.lower() in (
+                "media", "supports", "layer", "container"):
+            rule.content = tinycss2.parse_stylesheet(rename_css_classes(tinycss2.serialize(rule.content), rename))
+        elif rule.type == "error":
+            raise ValueError(f"unreadable CSS: {rule.message}")
+        out.append(rule)
+    return tinycss2.serialize(out)
+
+
+def important_declarations(style: str) -> str | None:
+    """``height:1em;vertical-align:-0.25em;`` -> ``height:1em!important;vertical-align:-0.25em!important``,
+    or None when the style is not a plain list of declarations."""
+    import tinycss2
+
+    parts = []
+    for item in tinycss2.parse_declaration_list(style, skip_comments=True, skip_whitespace=True):
+        if item.type != "declaration":
+            return None
+        parts.append(f"{item.name}:{tinycss2.serialize(item.value).strip()}!important")
+    return ";".join(parts) or None
+
+
+class KatexCompaction:
+    """The renaming of KaTeX's classes and the classes for repeated inline styles, planned over a whole site."""
+
+    def __init__(self, pages: dict, sheets: dict, scripts: dict, katex_css: str, compacted: tuple = (),
+                 previous: dict | None = None):
+        """Plan for ``pages`` (as Sphinx wrote them) given the site's other style sheets and scripts. An
+        incremental build leaves pages compacted by the previous run (``compacted``, their texts): the plan of that
+        run (``previous``, see :meth:`state`) is kept and extended, so that every page uses the same names."""
+        katex_tokens, outside, styles = {}, set(), {}
+        for text in compacted:
+            outside |= _class_tokens(_split(text, katex_ranges(text))[0])
+        for text in pages.values():
+            rest, formulas = _split(text, katex_ranges(text))
+            outside |= _class_tokens(rest)
+            for formula in formulas:
+                for value in _CLASS_ATTR.findall(formula):
+                    for token in value.split():
+                        katex_tokens[token] = katex_tokens.get(token, 0) + 1
+                for style in _STYLE_ATTR.findall(formula):
+                    styles[style] = styles.get(style, 0) + 1
+        sheet_names = set().union(*map(css_class_names, sheets.values())) if sheets else set()
+        script_words = {word for js in scripts.values() for s in _JS_STRING.findall(js) for word in _WORD.findall(s)}
+        katex_css_names = css_class_names(katex_css)
+        used_elsewhere = outside | sheet_names | script_words | KATEX_PUBLIC_CLASSES
+        previous = previous or {"rename": {}, "style_class": {}}
+        self.rename, self.style_class = dict(previous["rename"]), dict(previous["style_class"])
+        clash = (set(self.rename) | set(self.rename.values()) | set(self.style_class.values())) & used_elsewhere
+        if clash:
+            raise ValueError(f"the names {sorted(clash)} of the previous build's compacted maths are now used "
+                             "elsewhere on the site: build from scratch")
+        self.kept = sorted(t for t in katex_tokens if t in used_elsewhere)
+        renamable = sorted((t for t in set(katex_tokens) | katex_css_names
+                            if t not in used_elsewhere and t not in self.rename),
+                           key=lambda t: (-katex_tokens.get(t, 0), t))
+        taken = (outside | sheet_names | script_words | set(katex_tokens) | katex_css_names | KATEX_PUBLIC_CLASSES
+                 | set(self.rename) | set(self.rename.values()) | set(self.style_class.values()))
+        names = short_names(taken)
+        self.rename.update((token, next(names)) for token in renamable)
+        for style, count in sorted(styles.items(), key=lambda item: (-item[1], item[0])):
+            if count > 1 and style not in self.style_class and important_declarations(style):
+                self.style_class[style] = next(names)
+        self.style_rules = {style: f":where(.{name}){{{important_declarations(style)}}}"
+                            for style, name in self.style_class.items()}
+
+    def state(self) -> dict:
+        return {"rename": self.rename, "style_class": self.style_class}
+
+    def compact_formula(self, formula: str, counts: dict) -> str:
+        def tag(match):
+            name, attrs, close = match.group(1), match.group(2) or "", match.group(3)
+            classes = _CLASS_ATTR.search(attrs)
+            tokens = [self.rename.get(t, t) for t in classes.group(1).split()] if classes else []
+            style = _STYLE_ATTR.search(attrs)
+            if style and style.group(1) in counts:
+                tokens.append(self.style_class[style.group(1)])
+                attrs = attrs[:style.start()] + attrs[style.end():]
+            if tokens:
+                new = f' class="{" ".join(tokens)}"'
+                classes = _CLASS_ATTR.search(attrs)
+                attrs = attrs[:classes.start()] + new + attrs[classes.end():] if classes else new + attrs
+            return f"<{name}{attrs}{close}>"
+
+        return _TAG.sub(tag, formula.replace(_MATHML_XMLNS, ""))
+
+    def page_styles(self, formulas: list[str]) -> dict[str, int]:
+        """The repeated styles worth a class on this page: the bytes saved exceed the bytes of the rule."""
+        saved: dict[str, int] = {}
+        for formula in formulas:
+            for tag in _TAG.finditer(formula):
+                style = _STYLE_ATTR.search(tag.group(2) or "")
+                if style and style.group(1) in self.style_class:
+                    name = self.style_class[style.group(1)]
+                    added = len(name) + 1 if _CLASS_ATTR.search(tag.group(2)) else len(name) + 9
+                    saved[style.group(1)] = saved.get(style.group(1), 0) + len(style.group(0)) - added
+        return {style: n for style, n in saved.items() if n > len(self.style_rules[style])}
+
+    def compact_page(self, text: str, css_href: tuple[str, str] | None = None) -> str:
+        ranges = katex_ranges(text)
+        formulas = [text[start:end] for start, end in ranges]
+        counts = self.page_styles(formulas)
+        out, last = [], 0
+        for (start, end), formula in zip(ranges, formulas, strict=True):
+            out += [text[last:start], self.compact_formula(formula, counts)]
+            last = end
+        out.append(text[last:])
+        page = "".join(out)
+        if counts:
+            rules = "".join(self.style_rules[style] for style in sorted(counts, key=self.style_class.get))
+            block = f"<style {KATEX_STYLE_MARK}>{rules}</style>\n"
+            charset = re.search(r"<meta charset=[^>]*>\n?", page)
+            at = charset.end() if charset else page.index("<head>") + len("<head>")
+            page = page[:at] + block + page[at:]
+        if css_href:
+            page = page.replace(*css_href)
+        return page
+
+
+def compact_katex_site(outdir: Path, state: Path | None = None) -> dict:
+    """Apply :class:`KatexCompaction` to the built site ``outdir`` (every page but the search page); return
+    counts and bytes before and after. The plan is saved to ``state`` (a JSON file) for the next incremental
+    build; default: ``<outdir>/../.doctrees/katex-compact.json``, where Sphinx keeps its own state."""
+    outdir = Path(outdir)
+    state = Path(state) if state else outdir.parent / ".doctrees" / "katex-compact.json"
+    katex_dir = outdir / "_static" / "katex"
+    original_css = (katex_dir / "katex.min.css").read_text(encoding="utf-8")
+    search = outdir / "search.html"
+    pages, compacted = {}, {}
+    for page in sorted(outdir.rglob("*.html")):
+        if "_static" not in page.relative_to(outdir).parts and page != search:
+            text = page.read_text(encoding="utf-8")
+            (compacted if f"/{KATEX_COMPACT_CSS}\"" in text else pages)[page] = text
+    previous = json.loads(state.read_text(encoding="utf-8")) if compacted and state.is_file() else None
+    if compacted and previous is None:
+        raise ExtensionError(f"pages of {outdir} are compacted already and {state} is missing: build from scratch")
+    sheets = {s: s.read_text(encoding="utf-8", errors="replace") for s in sorted((outdir / "_static").rglob("*.css"))
+              if s.parent != katex_dir}
+    scripts = {s: s.read_text(encoding="utf-8", errors="replace") for s in sorted((outdir / "_static").rglob("*.js"))
+               if s.name not in _KATEX_SCRIPTS and s.name != "fontawesome.js"}
+    try:
+        plan = KatexCompaction(pages, sheets, scripts, original_css, tuple(compacted.values()), previous)
+    except ValueError as error:
+        raise ExtensionError(str(error)) from error
+    before = after = 0
+    for page, text in pages.items():
+        new = plan.compact_page(text, ('/katex.min.css"', f'/{KATEX_COMPACT_CSS}"'))
+        leftover = _class_tokens("".join(_split(new, katex_ranges(new))[1])) & set(plan.rename)
+        if leftover:
+            raise ExtensionError(f"{page}: KaTeX classes left with their long names: {sorted(leftover)}")
+        before, after = before + len(text.encode()), after + len(new.encode())
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(plan.state(), indent=0, sort_keys=True), encoding="utf-8")
+    # the renamed sheet serves the pre-rendered pages only: it keeps the rules that can apply to them (see
+    # purge_style_sheets; the search page keeps KaTeX's whole sheet for what its script writes)
+    import tinycss2
+
+    renamed = tinycss2.parse_stylesheet(rename_css_classes(original_css, plan.rename), skip_comments=True,
+                                        skip_whitespace=True)
+    (katex_dir / KATEX_COMPACT_CSS).write_text(purge_rules(renamed, site_vocabulary(outdir)), encoding="utf-8")
+    return {"pages": len(pages), "already_compacted": len(compacted), "renamed": len(plan.rename),
+            "kept": plan.kept, "style_classes": len(plan.style_class), "bytes_before": before, "bytes_after": after}
+
+
+def compact_katex(app, exception):
+    if exception is not None or app.builder.format != "html" or "sphinxcontrib.katex" not in app.extensions:
+        return
+    if not Path(app.outdir, "_static", "katex", "katex.min.css").is_file():
+        return
+    compact_katex_site(Path(app.outdir), Path(app.doctreedir) / "katex-compact.json")
+
+
 def setup(app):
     app.connect("builder-inited", check_katex_version)
     app.connect("config-inited", add_widget_assets)
@@ -614,6 +919,13 @@ def setup(app):
     app.connect("build-finished", fix_pages)
     app.connect("build-finished", subset_icon_fonts, priority=600)  # after fix_pages and the theme's copies
     app.connect("build-finished", purge_style_sheets, priority=600)
+    app.connect("build-finished", compact_katex, priority=700)  # after the purge, which reads the pages
     app.add_js_file(None, body=FOCUSABLE_WIDE_MATH_JS)
     app.connect("build-finished", write_root_redirect, priority=400)  # before sphinx-external-toc (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__":  # python book/klcourse_site.py compact-katex SITE [STATE]: the KaTeX step on a built site
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "compact-katex":
+        sys.exit("usage: python book/klcourse_site.py compact-katex SITE_DIR [STATE_JSON]")
+    print(compact_katex_site(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))

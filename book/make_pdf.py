@@ -64,6 +64,9 @@ ASSEMBLE_JS = r"""async ([urls, title]) => {
   for (const url of urls) {
     const html = await (await fetch(url)).text();
     const doc = new DOMParser().parseFromString(html, "text/html");
+    // the classes klcourse_site.py gives a page's repeated formula styles (same names on every page)
+    doc.querySelectorAll("style[data-katex-styles]").forEach(
+      (el) => document.head.prepend(document.importNode(el, true)));
     const article = doc.querySelector("article.bd-article");
     if (!article) throw new Error("no article in " + url);
     const section = document.createElement("section");
