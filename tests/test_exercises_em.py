@@ -14,6 +14,7 @@ from klcourse import fit_gmm_em
 from klcourse.em import e_step
 from klcourse.exercises import em as ex
 from klcourse.exercises import evaluate, get_exercise, list_exercises
+from klcourse.exercises.hints import HINTS
 
 
 def verdict(exercise, answer):
@@ -199,6 +200,12 @@ def test_proximal_gap_names_the_mistake(name):
              "new-entropy": -entropy(new) - entropy(old, new), "bits": right / math.log(2)}[name]
     fb = verdict("proximal-gap", wrong)
     assert not fb.passed and fb.misconception == name, fb.message
+
+
+def test_proximal_gap_hints_point_to_the_identity_not_the_one_line_solution():
+    hints = HINTS["em.proximal-gap"]
+    assert not any("np." in h for h in hints), "a hint spells out the numpy solution"
+    assert "−H(p_old) − D(p_old ‖ p_new)" in hints[-1]
 
 
 def test_proximal_gap_far_answer_does_not_reveal_the_value():

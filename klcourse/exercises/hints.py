@@ -457,8 +457,9 @@ HINTS: dict[str, tuple[str, ...]] = {
         "log p(x, z | θ) = log p(x | θ) + log p(z | x, θ).",
         "So Q(θ | θ_old) − log p(x | θ) is an average of log p(z = k | x, θ) under p_old: two posteriors, "
         "each the joint values divided by their sum.",
-        "Normalise both rows of joint values, then compute np.sum(p_old * np.log(p_new)); compare it with "
-        "−H(p_old) − D(p_old ‖ p_new).",
+        "Equation em-proximal for one point gives the identity Q − log p = −H(p_old) − D(p_old ‖ p_new): "
+        "compute the entropy of the old posterior and the KL divergence of the new one from it, and check "
+        "that the result is negative.",
     ),
     # ------------------------------------------------------------------ 8. distillation
     "distillation.loss-by-hand": (
