@@ -1090,16 +1090,19 @@ STABLE_RATIO = 10.0
 def backward_stability_rows(p, q, reference, kappa_simplex, kappa_unconstrained, routes=None):
     r"""Forward error of each route divided by ``kappa * u``, in both perturbation classes.
 
-    To first order the componentwise backward error of a computed value :math:`\hat D` is its relative
-    forward error divided by the condition number, :math:`|\hat D - D| / (\kappa D)`; divided further by
-    the unit roundoff ``u = 2**-53`` it says how many ``u`` of input perturbation explain the result.
-    A route whose ratio stays below :data:`STABLE_RATIO` over all pairs is called backward stable in that
-    class.
+    The ratio :math:`|\hat D - D| / (\kappa\, u\, D)` counts units of roundoff ``u = 2**-53``. It equals the
+    componentwise backward error (in units of ``u``) only to first order: while ``ratio * u`` is small against
+    the relative difference :math:`\delta = \max_i |q_i/p_i - 1|` of the pair, so that :math:`\kappa` does not
+    change over the perturbation. Where ``ratio * u >= delta``, or (on the simplex) the computed value is
+    negative — no perturbation that keeps the inputs distributions explains :math:`\hat D < 0` — the ratio is
+    not a backward error, and the pair is counted as *beyond first order*. A route is called backward stable
+    in a class when no pair is beyond first order and the ratio stays below :data:`STABLE_RATIO` on every
+    pair.
 
     Parameters
     ----------
     p, q : numpy.ndarray
-        Pairs of probability vectors, shape ``(..., n)``, exactly normalised (e.g. from
+        Pairs of probability vectors with positive entries, shape ``(..., n)``, exactly normalised (e.g. from
         :func:`dyadic_near_pair`, where the two classes share the same exact value).
     reference : numpy.ndarray
         The exact divergences (e.g. :func:`mp_kl_discrete`), shape ``(...)``.
@@ -1112,34 +1115,55 @@ def backward_stability_rows(p, q, reference, kappa_simplex, kappa_unconstrained,
     -------
     list of dict
         One per route: ``route``, ``median_simplex``, ``max_simplex``, ``median_unconstrained``,
-        ``max_unconstrained`` (ratios error / (kappa u)) and the booleans ``stable_simplex``,
-        ``stable_unconstrained``.
+        ``max_unconstrained`` (ratios forward error / (kappa u)); ``beyond_simplex``, ``beyond_unconstrained``
+        (number of pairs beyond first order), ``negative`` (number of computed values < 0) and the booleans
+        ``stable_simplex``, ``stable_unconstrained``.
     """
     reference = np.asarray(reference, dtype=float)
     if np.shape(kappa_simplex) != reference.shape or np.shape(kappa_unconstrained) != reference.shape:
         raise ValueError("reference and both condition numbers must have the same shape")
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if p.shape != q.shape or p.shape[:-1] != reference.shape:
+        raise ValueError("p and q must have shape reference.shape + (n,)")
+    if np.any(p <= 0) or np.any(q <= 0):
+        raise ValueError("p and q must have positive entries")
+    delta = np.max(np.abs(q / p - 1), axis=-1)
     u = np.finfo(np.float64).eps / 2
     rows = []
     for label, fn in (routes or BACKWARD_ROUTES).items():
         with np.errstate(all="ignore"):
-            err = relative_errors(np.asarray(fn(p, q), dtype=float), reference)
+            value = np.asarray(fn(p, q), dtype=float)
+            err = relative_errors(value, reference)
         rs, rf = err / (np.asarray(kappa_simplex) * u), err / (np.asarray(kappa_unconstrained) * u)
+        negative = value < 0
+        beyond_s = negative | ~(rs * u < delta)
+        beyond_f = ~(rf * u < delta)
         rows.append({"route": label,
                      "median_simplex": float(np.median(rs)), "max_simplex": float(np.max(rs)),
                      "median_unconstrained": float(np.median(rf)), "max_unconstrained": float(np.max(rf)),
-                     "stable_simplex": bool(np.max(rs) <= STABLE_RATIO),
-                     "stable_unconstrained": bool(np.max(rf) <= STABLE_RATIO)})
+                     "beyond_simplex": int(beyond_s.sum()), "beyond_unconstrained": int(beyond_f.sum()),
+                     "negative": int(negative.sum()),
+                     "stable_simplex": bool(np.max(rs) <= STABLE_RATIO and not beyond_s.any()),
+                     "stable_unconstrained": bool(np.max(rf) <= STABLE_RATIO and not beyond_f.any())})
     return rows
+
+
+def _stable_cell(stable, beyond):
+    if beyond:
+        return f"no: not backward stable (beyond first order) on {beyond} pairs"
+    return "yes" if stable else "no"
 
 
 def backward_stability_html(rows):
     """Render :func:`backward_stability_rows` as an HTML table."""
-    head = ("<tr><th>route</th><th>error / (κ<sub>Δ</sub> u), median</th><th>worst</th>"
-            "<th>backward stable on the simplex?</th><th>error / (κ<sub>F</sub> u), worst</th>"
+    head = ("<tr><th>route</th><th>forward error / (κ<sub>Δ</sub> u), median</th><th>worst</th>"
+            "<th>backward stable on the simplex?</th><th>forward error / (κ<sub>F</sub> u), worst</th>"
             "<th>backward stable off it?</th></tr>")
     body = [f"<tr><td><code>{html.escape(r['route'])}</code></td><td>{_fmt_err(r['median_simplex'])}</td>"
-            f"<td>{_fmt_err(r['max_simplex'])}</td><td>{'yes' if r['stable_simplex'] else 'no'}</td>"
-            f"<td>{_fmt_err(r['max_unconstrained'])}</td><td>{'yes' if r['stable_unconstrained'] else 'no'}</td>"
+            f"<td>{_fmt_err(r['max_simplex'])}</td>"
+            f"<td>{_stable_cell(r['stable_simplex'], r.get('beyond_simplex', 0))}</td>"
+            f"<td>{_fmt_err(r['max_unconstrained'])}</td>"
+            f"<td>{_stable_cell(r['stable_unconstrained'], r.get('beyond_unconstrained', 0))}</td>"
             "</tr>" for r in rows]
     return f'<table class="klcourse-accuracy">{head}{"".join(body)}</table>'
 

@@ -465,3 +465,9 @@ def test_condition_number_statement_states_the_data():
     statement = _statement("numerics-condition-number")
     assert "P = (0.5, 0.3, 0.2)" in statement and "Q = (0.4, 0.35, 0.25)" in statement
     assert ex.COND_P == (0.5, 0.3, 0.2) and ex.COND_Q == (0.4, 0.35, 0.25)
+
+def test_condition_number_hints_point_to_the_formula_not_to_the_answering_call():
+    from klcourse.exercises import hints as hints_module
+    texts = hints_module.HINTS["numerics.condition-number"]
+    assert not any("kl_discrete_condition" in t for t in texts)
+    assert "κ_F" in texts[-1]

@@ -221,6 +221,9 @@ def test_iwae_direction_accepts_increase_and_explains_the_others():
     for wrong, word in (("decreases towards log p(x)", "Jensen"), ("stays at the ELBO", "K = 1")):
         fb = evaluate("vae.iwae-direction", wrong)
         assert not fb.passed and word in fb.message
+    # E[L_K] is constant in K when q is the exact posterior: the feedback must not say "never"
+    fb = evaluate("vae.iwae-direction", "stays at the ELBO")
+    assert "in general" in fb.message and "exact posterior" in fb.message
 
 
 def test_iwae_direction_matches_a_measured_linear_gaussian_model():
@@ -263,6 +266,10 @@ def test_implicit_beta_accepts_the_value_read_off_the_gaussian_log_density():
 ])
 def test_implicit_beta_names_the_mistakes(wrong, name):
     assert_misconception("vae.implicit-beta", wrong, name)
+    # the feedback names the mistake without handing over the computation of the answer
+    message = evaluate("vae.implicit-beta", wrong).message
+    assert "reciprocal" not in message and "square of 0.1" not in message
+    assert not re.search(r"0\.0?2\b|0\.01\b", message)
 
 
 def test_implicit_beta_far_answer_does_not_reveal_the_value():

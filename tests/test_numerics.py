@@ -514,6 +514,32 @@ def test_backward_stability_classes_of_the_routes():
         nm.backward_stability_rows(p, q, ref, np.ones(2), np.ones(2))
 
 
+def test_backward_stability_flags_pairs_beyond_first_order():
+    """A negative value on the simplex, or ratio * u >= delta, is not read as a backward error."""
+    rng = np.random.default_rng(7)
+    pairs = [nm.dyadic_near_pair(d, 30, rng) for d in (1e-4, 1e-12, 1e-13) for _ in range(4)]
+    p, q = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    ref = nm.mp_kl_discrete(p, q)
+    ks, kf = nm.kl_discrete_condition(p, q), nm.kl_discrete_condition(p, q, perturbation="unconstrained")
+    delta = np.max(np.abs(q / p - 1), axis=-1)
+    routes = {"negative": lambda a, b: -ref, "off by 2 delta": lambda a, b: ref * (1 + 2 * delta),
+              "exact": lambda a, b: ref.copy(),
+              "textbook": lambda a, b: np.sum(a * np.log(a / b), axis=-1)}
+    rows = {r["route"]: r for r in nm.backward_stability_rows(p, q, ref, ks, kf, routes=routes)}
+    assert rows["negative"]["negative"] == rows["negative"]["beyond_simplex"] == ref.size
+    assert not rows["negative"]["stable_simplex"]
+    # relative error 2 delta against kappa = 1: ratio * u = 2 delta >= delta in both classes
+    ones = np.ones_like(ref)
+    off = nm.backward_stability_rows(p, q, ref, ones, ones, routes={"o": routes["off by 2 delta"]})[0]
+    assert off["beyond_simplex"] == off["beyond_unconstrained"] == ref.size and off["negative"] == 0
+    assert rows["exact"]["beyond_simplex"] == 0 and rows["exact"]["stable_simplex"]
+    textbook = np.sum(p * np.log(p / q), axis=-1)
+    expected = np.sum((textbook < 0) | (np.abs(textbook - ref) / ref / ks >= delta))
+    assert rows["textbook"]["beyond_simplex"] == expected > 0
+    out = nm.backward_stability_html(list(rows.values()))
+    assert "beyond first order" in out and "forward error / (κ<sub>Δ</sub> u)" in out
+
+
 @pytest.mark.parametrize("r", [1e-15, -3e-12, 2e-8, -1e-4, 0.1, -0.25, 0.25, 0.3, -0.9, 5.0, 1e3])
 def test_torch_r_minus_log1p_value_and_gradient_match_mpmath(r):
     x = torch.tensor([r], dtype=torch.float64, requires_grad=True)

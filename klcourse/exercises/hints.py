@@ -350,8 +350,9 @@ HINTS: dict[str, tuple[str, ...]] = {
         "perturbations is Σ_j |x_j ∂f/∂x_j| divided by |f|.",
         "Here f = F(p, q) = Σ_i p_i log(p_i/q_i) with all six entries free: differentiate one term with respect to "
         "its p_i and with respect to its q_i, then multiply each derivative by that entry.",
-        "Evaluate the formula of the proposition 'Two condition numbers of the discrete KL' for the unconstrained "
-        "class with NumPy; nm.kl_discrete_condition(P, Q, perturbation='unconstrained') checks it.",
+        "Sum the absolute values of those six products and divide by |F(p, q)|: this is the κ_F line of "
+        "eq-num-kappa-discrete in the proposition 'Two condition numbers of the discrete KL', evaluated with "
+        "NumPy.",
     ),
     # ------------------------------------------------------------------ 6. VAE
     "vae.kl-batch": (
@@ -403,7 +404,7 @@ HINTS: dict[str, tuple[str, ...]] = {
         "1000, averaged over the seeds.",
     ),
     "vae.implicit-beta": (
-        "Write out −log N(x; f(z), s² I) for a D-pixel image: a squared-error term plus a constant that does "
+        "Write out −log N(x; f(z), s² I) for an m-pixel image: a squared-error term plus a constant that does "
         "not depend on the networks.",
         "The squared error is divided by 2s², where s² is the variance. Multiplying a loss by a positive "
         "constant does not change its minimiser.",

@@ -321,7 +321,8 @@ register(
                                           "p(x, z_k) / q(z_k | x) is an unbiased estimate of p(x), and the log "
                                           "is concave, so by Jensen E[L_K] ≤ log p(x) for every K: it "
                                           "approaches log p(x) from below.",
-            "stays at the ELBO": "Only K = 1 gives the ELBO. Averaging more weights inside the log makes the "
+            "stays at the ELBO": "Only K = 1 is the ELBO in general; E[L_K] stays constant only if q is "
+                                 "already the exact posterior. Averaging more weights inside the log makes the "
                                  "estimate of p(x) less noisy, and Jensen's gap E[log] ≤ log E shrinks with "
                                  "the noise.",
         },
@@ -354,14 +355,14 @@ register(
                           "the KL term."),
             Misconception("inverted", lambda: 1.0 / (2.0 * DECODER_SD**2),
                           "That is the weight 1/(2s²) of the squared error relative to the KL term. The "
-                          "question fixes the squared error's weight at 1 and asks for the KL term's: the "
-                          "reciprocal."),
+                          "question fixes the squared error's weight at 1 and asks for the weight of the KL "
+                          "term instead."),
             Misconception("inverted-variance", lambda: 1.0 / DECODER_SD**2,
                           "That is 1/s², upside down and missing the factor 2: the squared error is divided "
                           "by 2s², so β = 2s² relative to a unit-weight squared error."),
             Misconception("sd-not-variance", lambda: 2.0 * DECODER_SD,
-                          "DECODER_SD is the standard deviation s; the formula needs the variance s² (the "
-                          "square of 0.1, not 0.1 itself)."),
+                          "DECODER_SD is the standard deviation s, and the formula needs the variance s²: "
+                          "the standard deviation was used where its square belongs."),
             Misconception("sd-alone", lambda: DECODER_SD,
                           "That is s itself. The Gaussian's log-density divides the squared error by 2s², the "
                           "variance doubled."),
