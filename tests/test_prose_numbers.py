@@ -23,7 +23,7 @@ from klcourse.prose import EVAL_PATTERN, Shown, glue, glued_keys, num
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 #: chapters whose prose numbers are {eval} expressions (the others still use {glue:text}, being edited elsewhere)
-CONVERTED = ["01_definitions", "03_gaussians",
+CONVERTED = ["01_definitions", "02_relatives", "03_gaussians", "04_asymmetry",
              "instructors"]
 GLUE_MARKUP = re.compile(r"\{glue(?::\w+)?\}")
 EVAL_ROLE = re.compile(r"\{eval\}`([^`]*)`")
