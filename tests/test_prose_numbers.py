@@ -83,6 +83,8 @@ def test_prose_numbers_are_eval_expressions_of_earlier_keys(stem):
     nb = _load(stem)
     assert any(EVAL_ROLE.search(_prose(c)) for c in nb["cells"]), f"{stem}: no {{eval}} numbers"
     assert prose_problems(nb) == []
+    ids = [c.get("id") for c in nb["cells"]]
+    assert len(ids) == len(set(ids)), f"{stem}: duplicate cell ids"  # split cells get new ids
     # myst-nb evaluates {eval} only while it executes the notebook inline
     assert nb["metadata"].get("mystnb", {}).get("execution_mode") == "inline"
 
