@@ -137,10 +137,14 @@ def _exercise_units(cells) -> list[tuple[int, int, str | None]]:
 
 
 def _clean(cell):
-    """A copy of ``cell`` with outputs, counts, attachments and all metadata but the tags removed."""
+    """A copy of ``cell`` with outputs, counts, attachments and all metadata but the tags (and myst-nb's
+    ``mystnb``: a figure's caption, name and alt text) removed."""
     cell = copy.deepcopy(cell)
     tags = [t for t in _tags(cell) if t != SOLUTION_TAG]
+    mystnb = cell.get("metadata", {}).get("mystnb")
     cell["metadata"] = {"tags": tags} if tags else {}
+    if mystnb:
+        cell["metadata"]["mystnb"] = mystnb
     cell.pop("attachments", None)
     if cell.cell_type == "code":
         cell["outputs"] = []
@@ -196,7 +200,9 @@ def make_student_notebook(nb, *, exercises=None):
     student = nbformat.v4.new_notebook()
     student.cells = out_cells
     student.metadata = {
-        key: copy.deepcopy(nb.metadata[key]) for key in ("kernelspec", "language_info") if key in nb.metadata
+        # mystnb: how the book executes the chapter (inline, for its {eval} numbers)
+        key: copy.deepcopy(nb.metadata[key]) for key in ("kernelspec", "language_info", "mystnb")
+        if key in nb.metadata
     }
     student.metadata["klcourse"] = {"edition": "student", "exercises": kept_ids}
     return student

@@ -5,8 +5,11 @@ folder (JupyterLab autosaves: nothing is written into book/), with its news feed
 manager off, and is stopped at the end. Each chapter is run whole (Run > Run All Cells); then the rendered page
 must show the MyST that jupyterlab-myst draws: a box (or a start marker) per exercise and per solution, a box per
 theorem, proof and admonition, and none of the raw markup (`{exercise-start}`, `{prf:…}`, `{cite}`, `{eq}`,
-`{glue…}`, ```` ```{ ````). Not yet asserted (printed): the glued numbers and figures, which jupyterlab-myst cannot
-paste (it shows a glued number's key and an "Unknown Directive" box for a glued figure).
+`{glue…}`, `{eval}`, ```` ```{ ````, "Unknown Directive"). The prose numbers are inline expressions,
+{eval}`num("key", ".3f")` (klcourse.prose), which jupyterlab-myst evaluates in the kernel when a Markdown cell runs:
+each Markdown cell must show, for each of its expressions, the text the kernel gives for it at the end (asked again
+through the kernel's user_expressions), and no expression may show an error. Each figure is its code cell's own
+output (an image in that cell's output area).
 No request leaves 127.0.0.1. Screenshots go to ``$KLCOURSE_LAB_SHOTS`` (default ``_build/jupyterlab/``).
 """
 
@@ -32,7 +35,7 @@ BIN = Path(sys.executable).parent
 CHAPTERS = ["01_definitions.ipynb", "03_gaussians.ipynb"]
 SHOTS = Path(os.environ.get("KLCOURSE_LAB_SHOTS", ROOT / "_build" / "jupyterlab"))
 RAW = ["{exercise-start}", "{exercise-end}", "{solution-start}", "{solution-end}", "{prf:", "{cite}", "{cite:",
-       "{eq}", "{glue", "{numref}", "```{", ":::{"]
+       "{eq}", "{glue", "{eval}", "{numref}", "```{", ":::{", "Unknown Directive"]
 # JupyterLab's own calls home, all off as `make lab` has them: the news feed, the update check, the PyPI listing
 OFFLINE = re.search(r"^LAB_OFFLINE := (.*?[^\\])$", (ROOT / "Makefile").read_text().replace("\\\n\t", " "),
                     re.M | re.S)[1].split()
@@ -57,7 +60,10 @@ def _counts(nb_path: Path) -> dict:
         "solution": len(re.findall(r"\{solution-start\}", md)),
         "proof": len(re.findall(r"[`:]{3,}\{prf:\w+\}", md)),
         "admonition": len(re.findall(r"[`:]{3,}\{(?:admonition|note|tip|warning|important|seealso)\}", md)),
-        "glue_keys": re.findall(r"\{glue(?::text)?\}`([^`]+)`", md),
+        # (cell index, expression) of every number in the prose; the figures' cell indices
+        "expressions": [(i, e) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"
+                        for e in re.findall(r"\{eval\}`([^`]+)`", "".join(c["source"]))],
+        "figures": [i for i, c in enumerate(nb["cells"]) if "figure" in c["metadata"].get("mystnb", {})],
     }
 
 
@@ -117,6 +123,17 @@ WAIT_DONE = """() => { const w = window.klcoursePanel;
     if (!kernel || kernel.status !== 'idle') return false;
     return w.content.widgets.every(c => c.model.type !== 'code' ||
         (c.model.executionCount !== null && !c.node.querySelector('.jp-InputPrompt').textContent.includes('*'))); }"""
+KERNEL_TEXTS = """async expressions => { const w = window.klcoursePanel;
+    const kernel = w.sessionContext.session.kernel; const asked = {};
+    expressions.forEach((e, i) => { asked[String(i)] = e; });
+    const reply = await kernel.requestExecute({code: '', silent: true, store_history: false,
+                                               user_expressions: asked}).done;
+    return expressions.map((e, i) => { const r = reply.content.user_expressions[String(i)];
+        return r.status === 'ok' ? r.data['text/plain'] : 'ERROR ' + r.ename; }); }"""
+CELL_VIEW = """() => window.klcoursePanel.content.widgets.map(c => ({
+    text: c.node.innerText,
+    errors: c.model.type === 'markdown' ? c.node.querySelectorAll('[data-mime-type*="stderr"]').length : 0,
+    images: c.model.type === 'code' ? c.node.querySelectorAll('.jp-OutputArea-output img').length : 0 }))"""
 OUTPUT_ERRORS = """() => { const w = window.klcoursePanel; const errors = [];
     w.content.widgets.forEach((c, i) => { if (c.model.type === 'code') {
         c.model.outputs.toJSON().forEach(o => { if (o.output_type === 'error') errors.push([i, o.ename, o.evalue]); });
@@ -126,7 +143,8 @@ OUTPUT_ERRORS = """() => { const w = window.klcoursePanel; const errors = [];
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
     expected = _counts(ROOT / "book" / chapter)
-    assert expected["exercise"] >= 5 and expected["proof"] >= 1 and expected["glue_keys"]
+    assert expected["exercise"] >= 5 and expected["proof"] >= 1
+    assert len(expected["expressions"]) >= 50 and len(expected["figures"]) >= 5
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     outside, console_errors = [], []
@@ -143,6 +161,8 @@ def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
         seconds = time.monotonic() - started
         page.wait_for_timeout(1500)  # the last markdown cells re-render
         errors = page.evaluate(OUTPUT_ERRORS)
+        kernel_texts = page.evaluate(KERNEL_TEXTS, [e for _, e in expected["expressions"]])
+        cells = page.evaluate(CELL_VIEW)
         notebook = page.locator(nb)
         text = notebook.inner_text()
         boxes = {
@@ -159,17 +179,26 @@ def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
         page.screenshot(path=str(SHOTS / f"{stem}-exercise.png"))
         page.locator(f"{nb} .myst-proof").first.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / f"{stem}-theorem.png"))
+        # the first figure, as its cell's output, and the prose numbers below it
+        page.locator(f"{nb} > .jp-Cell").nth(expected["figures"][0]).locator(".jp-OutputArea-output img") \
+            .scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / f"{stem}-figure.png"))
     finally:
         context.close()
 
-    # What is still missing (issue 12, reported rather than asserted): jupyterlab-myst has no glue, so a glued
-    # number shows as its key ("H_p:.3f") and a glued figure as an "Unknown Directive" box.
-    keys = set(expected["glue_keys"])
-    glue_keys = f"{sum(key in text for key in keys)} of {len(keys)}"
-    unknown = sum("Unknown Directive" in t for t in titles)
-    print(f"\n{chapter}: ran all cells in {seconds:.0f} s; boxes {boxes}; source {dict(expected, glue_keys=...)}; "
-          f"glued values shown as their key {glue_keys}, glue:figure as Unknown Directive {unknown}")
+    print(f"\n{chapter}: ran all cells in {seconds:.0f} s; boxes {boxes}; {len(expected['expressions'])} prose "
+          f"numbers, {len(expected['figures'])} figures")
     assert not errors, f"cells raised in JupyterLab: {errors[:3]}"
+    # the prose numbers: each Markdown cell shows the kernel's text for each of its expressions, and no error
+    assert not [t for t in kernel_texts if t.startswith("ERROR")], kernel_texts
+    numbers = [t for t in kernel_texts if re.fullmatch(r"[-+]?[0-9][0-9,]*(\.[0-9]+)?(e[-+][0-9]+)?%?", t)]
+    assert len(numbers) >= 0.9 * len(kernel_texts), kernel_texts  # numbers, not keys or reprs
+    missing = [(i, e, t) for (i, e), t in zip(expected["expressions"], kernel_texts, strict=True)
+               if t not in cells[i]["text"]]
+    assert not missing, f"{len(missing)} prose numbers not shown, e.g. {missing[:3]}"
+    assert not [i for i, c in enumerate(cells) if c["errors"]], "an inline expression shows an error"
+    assert len(cells) == len(json.loads((ROOT / "book" / chapter).read_text(encoding="utf-8"))["cells"])
+    assert [i for i in expected["figures"] if cells[i]["images"] != 1] == [], "a figure is not its cell's one image"
     # an exercise inside one cell is a box titled "Exercise N"; one spread over several cells (code in between)
     # is opened by a "Start of Exercise N" box; a solution by "Start of Solution to Exercise N"
     exercises = [t for t in titles if re.match(r"(Start of )?Exercise\s*\d", t.strip())]
@@ -181,5 +210,5 @@ def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
     raw = {s: text.count(s) for s in RAW if s in text}
     assert not raw, f"raw MyST markup shown in JupyterLab: {raw}"
     assert not outside, f"requests left 127.0.0.1: {outside[:5]}"
-    for name in ("top", "exercise", "theorem"):
+    for name in ("top", "exercise", "theorem", "figure"):
         assert (SHOTS / f"{stem}-{name}.png").stat().st_size > 10_000
