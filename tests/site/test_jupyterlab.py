@@ -179,9 +179,10 @@ def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
         page.screenshot(path=str(SHOTS / f"{stem}-exercise.png"))
         page.locator(f"{nb} .myst-proof").first.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / f"{stem}-theorem.png"))
-        # the first figure, as its cell's output, and the prose numbers below it
-        page.locator(f"{nb} > .jp-Cell").nth(expected["figures"][0]).locator(".jp-OutputArea-output img") \
-            .scroll_into_view_if_needed()
+        # the end of the first figure (its cell's output) and the prose numbers below it
+        page.evaluate("i => window.klcoursePanel.content.widgets[i].node.scrollIntoView({block: 'center'})",
+                      expected["figures"][0] + 1)
+        page.wait_for_timeout(500)
         page.screenshot(path=str(SHOTS / f"{stem}-figure.png"))
     finally:
         context.close()
