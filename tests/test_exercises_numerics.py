@@ -347,7 +347,8 @@ def test_kl_div_data_cell_holds_the_registered_logits():
 # --------------------------------------------------------------------------- issue 9: direction, hidden cases
 def test_digits_lost_feedback_points_the_way_the_figure_runs():
     nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "05_numerics.ipynb").read_text())
-    figure = next("".join(c["source"]) for c in nb["cells"] if "glue(\"fig_sweep\"" in "".join(c["source"]))
+    figure = next("".join(c["source"]) for c in nb["cells"]
+                  if c["metadata"].get("mystnb", {}).get("figure", {}).get("name") == "fig-num-sweep")
     message = evaluate("numerics.digits-lost", "0").message
     if "invert_xaxis()" in figure:  # δ → 0 to the right
         assert "right" in message and "left" not in message, message

@@ -25,7 +25,7 @@ SKIPPED_TAGS = ("pre", "code", "script", "style", "math", "annotation", "svg", "
 SKIPPED_CLASSES = re.compile(r"^(katex|katex-display|katex-mathml|katex-html|math|highlight)$")
 STRAY = re.compile(
     r"\$|\\\(|\\\)|\\\[|\\\]"  # maths delimiters left as text
-    r"|\{(?:glue|eq|cite|numref|ref|doc|math|prf|exercise|solution|index|term|download)\b"  # unparsed MyST roles
+    r"|\{(?:glue|eval|eq|cite|numref|ref|doc|math|prf|exercise|solution|index|term|download)\b"  # unparsed MyST roles
 )
 
 
