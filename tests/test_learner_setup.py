@@ -1,12 +1,13 @@
 """The setup cell that lets a chapter run outside the repository (Colab, Binder, a learner's own Jupyter).
 
-Every chapter notebook opens with the same code cell (tag ``remove-cell``: the website does not show it). It
+Every chapter notebook has the same code cell right after its title (tag ``remove-cell``: the website does not
+show it), before any other code. It
 installs what the chapter imports only when it is missing: the course's library ``klcourse`` (with the extras the
 chapter needs, at the book's version, from the repository) and ``myst-nb`` (the chapters' ``glue``). Where
 everything is importable — this repository's ``.venv``, the book build, nbval, the grader's sandbox — it does
 nothing and needs no network. ``KLCOURSE_SOURCE`` names another klcourse to install (a wheel, a folder or a URL).
 
-This file also writes the cell: ``python tests/test_learner_setup.py`` inserts it as the first cell of every
+This file also writes the cell: ``python tests/test_learner_setup.py`` inserts it after the title of every
 chapter that lacks it, or rewrites it where it differs (each notebook loaded, changed and written back at once).
 """
 
@@ -89,6 +90,10 @@ def setup_cell(extras: list[str]) -> dict:
             "outputs": [], "source": setup_source(extras).splitlines(keepends=True)}
 
 
+def _is_title(cell: dict) -> bool:
+    return cell["cell_type"] == "markdown" and "".join(cell["source"]).lstrip().startswith("# ")
+
+
 def write_setup_cells(paths=NOTEBOOKS) -> list[Path]:
     """Insert (or refresh) the setup cell of each chapter; returns the notebooks changed. Idempotent."""
     changed = []
@@ -97,7 +102,10 @@ def write_setup_cells(paths=NOTEBOOKS) -> list[Path]:
         nb = json.loads(text)
         cell = setup_cell(chapter_extras(nb))
         others = [c for c in nb["cells"] if c.get("id") != CELL_ID]
-        nb["cells"] = [cell, *others]
+        title = next(i for i, c in enumerate(others) if _is_title(c))
+        if any(c["cell_type"] == "code" for c in others[:title]):
+            raise ValueError(f"{path.name}: code before the title cell; the setup cell must run first")
+        nb["cells"] = [*others[:title + 1], cell, *others[title + 1:]]
         new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
         if new != text:
             path.write_text(new, encoding="utf-8")
@@ -110,10 +118,17 @@ def _nb(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _setup(nb: dict) -> dict:
+    return next(c for c in nb["cells"] if c.get("id") == CELL_ID)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_chapter_opens_with_the_setup_cell(path):
+def test_every_chapter_opens_with_its_title_then_the_setup_cell(path):
     nb = _nb(path)
-    first = nb["cells"][0]
+    # the title first (what a reader of the notebook sees), then the setup cell before any other code
+    title = nb["cells"][0]
+    assert _is_title(title), f"{path.name}: the first cell is not the '# ' title"
+    first = nb["cells"][1]
     assert first.get("id") == CELL_ID, f"{path.name}: run `python tests/test_learner_setup.py`"
     assert first["cell_type"] == "code" and first["metadata"].get("tags") == [TAG]
     assert first["outputs"] == [] and first["execution_count"] is None
@@ -122,19 +137,16 @@ def test_every_chapter_opens_with_the_setup_cell(path):
         f"{path.name}: setup cell out of date; run `python tests/test_learner_setup.py`"
     assert sum(c.get("id") == CELL_ID for c in nb["cells"]) == 1
     assert all(len(line.rstrip("\n")) <= 88 for line in first["source"])
-    # the title follows it
-    second = nb["cells"][1]
-    assert second["cell_type"] == "markdown" and "".join(second["source"]).lstrip().startswith("# ")
 
 
 def test_setup_cell_pins_the_book_version_and_the_chapter_extras():
-    source = "".join(_nb(ROOT / "book" / "04_asymmetry.ipynb")["cells"][0]["source"])
+    source = "".join(_setup(_nb(ROOT / "book" / "04_asymmetry.ipynb"))["source"])
     assert f'"git+{REPOSITORY}@v{VERSION}"' in source
     assert '"klcourse[torch] @ {source}"' in source and '"torch": "torch>=2.1"' in source
-    source = "".join(_nb(ROOT / "book" / "07_em.ipynb")["cells"][0]["source"])
+    source = "".join(_setup(_nb(ROOT / "book" / "07_em.ipynb"))["source"])
     assert '"klcourse[datasets] @ {source}"' in source and '"sklearn": "scikit-learn"' in source
     assert "torch" not in source
-    source = "".join(_nb(ROOT / "book" / "01_definitions.ipynb")["cells"][0]["source"])
+    source = "".join(_setup(_nb(ROOT / "book" / "01_definitions.ipynb"))["source"])
     assert '"klcourse @ {source}"' in source and "torch" not in source and "sklearn" not in source
     # every chapter that imports torch or loads scikit-learn's data asks for the extra (README: 4-6, 8, 9 and 2, 6-8)
     extras = {p.stem[:2]: chapter_extras(_nb(p)) for p in NOTEBOOKS}
@@ -272,7 +284,8 @@ def test_a_chapter_runs_where_klcourse_is_not_installed(wheel, tmp_path):
     assert run.returncode == 0, run.stderr[-4000:]
 
     nb = _nb(chapter)
-    setup_out = "".join("".join(o.get("text", "")) for o in nb["cells"][0]["outputs"])
+    setup = next(c for c in nb["cells"] if c.get("id") == CELL_ID)
+    setup_out = "".join("".join(o.get("text", "")) for o in setup["outputs"])
     assert "Installing klcourse @ file://" in setup_out and "Done." in setup_out, setup_out
     assert all(c["execution_count"] is not None for c in nb["cells"] if c["cell_type"] == "code")
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]

@@ -56,7 +56,7 @@ def test_toc_lists_every_notebook():
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_without_outputs_and_with_a_title(nb):
     cs = cells(nb)
-    title = cs[1] if cs[0].get("id") == "klcourse-setup" else cs[0]  # after the setup cell (test_learner_setup)
+    title = cs[0]  # the title opens the notebook; the setup cell follows it (test_learner_setup)
     assert title["cell_type"] == "markdown" and source(title).lstrip().startswith("# ")
     for cell in cs:
         assert cell.get("id"), "every cell needs an id"
