@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -44,6 +45,7 @@ SETTINGS = {
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 START_TIMEOUT, RUN_TIMEOUT = 90, 300  # seconds (JupyterLab start; one chapter on a loaded 2-core machine)
+SHOW_TIMEOUT = 60  # seconds for the last Markdown cells to show their numbers once the code has run
 
 
 def _free_port() -> int:
@@ -134,6 +136,8 @@ CELL_VIEW = """() => window.klcoursePanel.content.widgets.map(c => ({
     text: c.node.innerText,
     errors: c.model.type === 'markdown' ? c.node.querySelectorAll('[data-mime-type*="stderr"]').length : 0,
     images: c.model.type === 'code' ? c.node.querySelectorAll('.jp-OutputArea-output img').length : 0 }))"""
+WAIT_SHOWN = """shown => shown.every(([i, text]) =>
+    window.klcoursePanel.content.widgets[i].node.innerText.includes(text))"""
 OUTPUT_ERRORS = """() => { const w = window.klcoursePanel; const errors = [];
     w.content.widgets.forEach((c, i) => { if (c.model.type === 'code') {
         c.model.outputs.toJSON().forEach(o => { if (o.output_type === 'error') errors.push([i, o.ename, o.evalue]); });
@@ -159,9 +163,17 @@ def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         page.wait_for_function(WAIT_DONE, timeout=RUN_TIMEOUT * 1000, polling=500)
         seconds = time.monotonic() - started
-        page.wait_for_timeout(1500)  # the last markdown cells re-render
         errors = page.evaluate(OUTPUT_ERRORS)
         kernel_texts = page.evaluate(KERNEL_TEXTS, [e for _, e in expected["expressions"]])
+        # Markdown cells after the last code cell ask the kernel for their expressions once it is idle again:
+        # wait (bounded) until every cell shows its numbers; what is still missing then fails below
+        shown = [[i, t] for (i, _), t in zip(expected["expressions"], kernel_texts, strict=True)]
+        code_done = time.monotonic()
+        try:
+            page.wait_for_function(WAIT_SHOWN, arg=shown, timeout=SHOW_TIMEOUT * 1000, polling=250)
+        except PlaywrightTimeout:
+            pass
+        settle = time.monotonic() - code_done
         cells = page.evaluate(CELL_VIEW)
         notebook = page.locator(nb)
         text = notebook.inner_text()
@@ -187,7 +199,8 @@ def test_chapter_reads_properly_in_jupyterlab(lab, chromium, chapter):
     finally:
         context.close()
 
-    print(f"\n{chapter}: ran all cells in {seconds:.0f} s; boxes {boxes}; {len(expected['expressions'])} prose "
+    print(f"\n{chapter}: ran all cells in {seconds:.0f} s (prose numbers shown {settle:.1f} s later); "
+          f"boxes {boxes}; {len(expected['expressions'])} prose "
           f"numbers, {len(expected['figures'])} figures")
     assert not errors, f"cells raised in JupyterLab: {errors[:3]}"
     # the prose numbers: each Markdown cell shows the kernel's text for each of its expressions, and no error
