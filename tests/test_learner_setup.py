@@ -3,7 +3,8 @@
 Every chapter notebook has the same code cell right after its title (tag ``remove-cell``: the website does not
 show it), before any other code. It
 installs what the chapter imports only when it is missing: the course's library ``klcourse`` (with the extras the
-chapter needs, at the book's version, from the repository) and ``myst-nb`` (the chapters' ``glue``). Where
+chapter needs, at the book's version, from the repository) and the chapter's PyTorch or scikit-learn. The
+chapters' prose numbers need no myst-nb in a learner's kernel (``klcourse.prose`` keeps them). Where
 everything is importable — this repository's ``.venv``, the book build, nbval, the grader's sandbox — it does
 nothing and needs no network. ``KLCOURSE_SOURCE`` names another klcourse to install (a wheel, a folder or a URL).
 
@@ -49,7 +50,7 @@ def chapter_extras(nb: dict) -> list[str]:
 def setup_source(extras: list[str]) -> str:
     """The setup cell of a chapter that needs ``extras``."""
     spec = f"klcourse[{','.join(extras)}]" if extras else "klcourse"
-    modules = {"klcourse": f"{spec} @ {{source}}", "myst_nb": "myst-nb>=1"}
+    modules = {"klcourse": f"{spec} @ {{source}}"}
     for module, extra in EXTRAS.items():
         if extra in extras:
             modules[module] = {"torch": "torch>=2.1", "sklearn": "scikit-learn"}[module]
@@ -170,7 +171,7 @@ def test_setup_cell_is_inert_where_everything_is_importable(tmp_path):
 
 def test_setup_cell_reports_a_failed_install(tmp_path):
     """A package that cannot be installed: a RuntimeError quoting pip, not a silent notebook."""
-    source = setup_source([]).replace('"myst_nb":', '"klcourse_surely_absent_module": "x", "myst_nb":')
+    source = setup_source([]).replace('    "klcourse":', '    "klcourse_surely_absent_module": "x",\n    "klcourse":')
     assert "klcourse_surely_absent_module" in source
     env = {**os.environ, "PIP_NO_INDEX": "1"}
     done = _run_cell(source, env, tmp_path)
@@ -192,13 +193,13 @@ def test_binder_installs_only_the_runtime_at_the_book_versions():
     """binder/ (read by Binder instead of the root) holds what a learner's session runs, pinned as in the root
     requirements.txt; postBuild installs klcourse from the checkout."""
     binder, root = _pins(ROOT / "binder" / "requirements.txt"), _pins(ROOT / "requirements.txt")
-    runtime = {"torch", "numpy", "scipy", "matplotlib", "scikit-learn", "mpmath", "myst-nb", "jupyterlab",
+    runtime = {"torch", "numpy", "scipy", "matplotlib", "scikit-learn", "mpmath", "jupyterlab",
                "jupyterlab-myst", "ipykernel"}
     assert set(binder) == runtime
     assert {name: root.get(name) for name in binder} == binder  # same versions as the tested stack
     text = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8")
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text  # CPU torch, not gigabytes of CUDA
-    for tool in ("jupyter-book", "pytest", "playwright", "ruff", "nbval", "hypothesis"):
+    for tool in ("jupyter-book", "myst-nb", "pytest", "playwright", "ruff", "nbval", "hypothesis"):
         assert tool not in binder
     post = ROOT / "binder" / "postBuild"
     assert os.access(post, os.X_OK) and "pip install --no-cache-dir --no-deps ." in post.read_text()
@@ -211,13 +212,13 @@ def test_binder_installs_only_the_runtime_at_the_book_versions():
         for cell in _nb(path)["cells"]:
             if cell["cell_type"] == "code":
                 imported |= set(re.findall(r"^\s*(?:from|import)\s+(\w+)", "".join(cell["source"]), re.M))
-    provided = {"torch", "numpy", "scipy", "matplotlib", "sklearn", "mpmath", "myst_nb", "IPython", "klcourse"}
+    provided = {"torch", "numpy", "scipy", "matplotlib", "sklearn", "mpmath", "IPython", "klcourse"}  # no myst_nb
     assert imported - provided <= set(sys.stdlib_module_names), imported - provided - set(sys.stdlib_module_names)
 
 
 # ------------------------------------------------- a chapter in a kernel where klcourse is not installed
 def _bare_venv(tmp: Path) -> Path:
-    """A venv without klcourse that sees this environment's other packages (numpy, ipykernel, pip, myst-nb,
+    """A venv without klcourse or myst-nb that sees this environment's other packages (numpy, ipykernel, pip,
     torch…) through a .pth line. That line puts the directory on sys.path without reading the .pth files in it,
     so the editable install of klcourse that lives there is not importable."""
     venv = tmp / "bare"
@@ -225,6 +226,8 @@ def _bare_venv(tmp: Path) -> Path:
     purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path("
                               "'purelib'))"], capture_output=True, text=True, check=True).stdout.strip()
     (Path(purelib) / "shared-env.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # and no myst-nb, as in Colab: a learner's kernel must not need it (the prose numbers come from klcourse.prose)
+    (Path(purelib) / "no-myst-nb.pth").write_text("import sys; sys.modules['myst_nb'] = None\n")
     return venv
 
 
@@ -279,6 +282,9 @@ def test_a_chapter_runs_where_klcourse_is_not_installed(wheel, tmp_path):
     before = subprocess.run([str(python), "-c", "import klcourse"], capture_output=True, text=True, env=env,
                             cwd=work, timeout=60)
     assert before.returncode != 0 and "No module named 'klcourse'" in before.stderr
+    no_myst = subprocess.run([str(python), "-c", "import myst_nb"], capture_output=True, text=True, env=env,
+                             cwd=work, timeout=60)
+    assert no_myst.returncode != 0 and "ModuleNotFoundError" in no_myst.stderr
     run = subprocess.run([str(python), "-c", EXECUTE, str(chapter), str(work)], capture_output=True, text=True,
                          env=env, cwd=work, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -140,6 +141,18 @@ def test_num_shows_the_formatted_number_without_quotes():
     assert repr(num("test-prose-n", ",.0f")) == "12,000" and repr(num("test-prose-n")) == "12000"
     assert repr(num("test-prose-h", ".0%")) == "220%"
     assert glued_keys()[-2:] == ["test-prose-h", "test-prose-n"]
+
+
+def test_glue_and_num_work_without_myst_nb(monkeypatch):
+    """A learner's kernel (Colab) has no myst-nb: glue keeps the value for num, and display=True still shows it."""
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # `import myst_nb` now raises ImportError
+    with pytest.raises(ImportError):
+        import myst_nb  # noqa: F401
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda value: shown.append(value))
+    glue("test-prose-bare", 0.5108256, display=False)
+    glue("test-prose-bare-shown", 3, display=True)
+    assert repr(num("test-prose-bare", ".4f")) == "0.5108" and shown == [3]
 
 
 def test_num_of_a_key_not_glued_yet_raises():
