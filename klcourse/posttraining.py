@@ -671,6 +671,15 @@ class TrainRun:
     history: dict
 
 
+def _ppo_approx_kl(new_lp: np.ndarray, old_lp: np.ndarray) -> float:
+    """PPO's ``approx_kl``: the mean k3 estimate of D(pi_old || pi) on tokens drawn from pi_old.
+
+    The draws come from pi_old, so the ratio in k3 = (r - 1) - log r is r = pi / pi_old (as in Stable-Baselines3
+    and CleanRL). Swapping it, r = pi_old / pi, estimates chi^2(pi_old || pi) - D instead, biased upwards.
+    """
+    return float(np.mean(kl_estimator(np.asarray(new_lp) - np.asarray(old_lp), "k3")))
+
+
 def _positive_int(name, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive whole number, got {value!r}")
@@ -785,7 +794,7 @@ def train_policy(ref: TinyLM, reward, beta: float, method: str = "reward-k1", *,
                 sc = policy.token_scores(idx)
                 log_rho = new_lp - old_lp
                 rho = np.exp(log_rho)
-                approx = float(np.mean(np.expm1(-log_rho) + log_rho))  # k3 of D(pi_old || pi)
+                approx = _ppo_approx_kl(new_lp, old_lp)
                 if method != "ppo-penalty" and target_kl is not None and approx > 1.5 * target_kl:
                     break
                 a = adv[:, None]
@@ -805,7 +814,7 @@ def train_policy(ref: TinyLM, reward, beta: float, method: str = "reward-k1", *,
             if method == "ppo-penalty":
                 new_lp = policy.token_log_probs()[idx]
                 log_rho = new_lp - old_lp
-                approx = float(np.mean(np.expm1(-log_rho) + log_rho))
+                approx = _ppo_approx_kl(new_lp, old_lp)
                 if approx > 1.5 * target_kl:
                     beta *= 2.0
                 elif approx < target_kl / 1.5:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from scipy.optimize import minimize
 from scipy.special import log_softmax
@@ -273,6 +274,16 @@ def test_kl_in_reward_training_reaches_the_optimum_and_k1_in_loss_does_not(pair)
         assert pt.sequence_kl(good.policy, opt) < 0.02
         assert pt.sequence_kl(bad.policy, opt) > 0.3
         assert bad.history["kl"][-1] > 2 * pt.sequence_kl(opt, ref)
+
+
+def test_ppo_approx_kl_is_k3_of_the_old_policy_from_the_new():
+    """Averaged under pi_old (exact enumeration), the approx_kl term is D(pi_old || pi) by scipy, at any distance;
+    the swapped ratio (pi_old / pi) would give chi^2 - D, half as large again for the last pair."""
+    for p_old, p_new in (([0.5, 0.3, 0.2], [0.49, 0.31, 0.2]), ([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]),
+                         ([0.7, 0.2, 0.1], [0.2, 0.3, 0.5])):
+        p_old, p_new = np.array(p_old), np.array(p_new)
+        per_token = [pt._ppo_approx_kl(np.log([b]), np.log([a])) for a, b in zip(p_old, p_new, strict=True)]
+        assert np.dot(p_old, per_token) == pytest.approx(scipy.stats.entropy(p_old, p_new), rel=1e-10)
 
 
 def test_ppo_clip_logs_approx_kl_and_stops_early(pair):
