@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from klcourse.exercises.checkers import ArrayChecker, NumberChecker
 from klcourse.exercises.core import CHAPTERS
 from klcourse.exercises.progress import ENV, progress, progress_path, progress_report, record
 
+ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = list_exercises()
 NUMBER_TOKEN = re.compile(r"(?<![\w.])[-−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])")
 
@@ -82,6 +84,33 @@ def test_no_hint_contains_the_expected_value(exercise):
         expected = np.atleast_1d(np.asarray(exercise.checker._get(), dtype=float)).ravel()
         rounded = {float(f"{v:.{d}g}") for v in expected for d in (2, 3, 4, 5, 6) if abs(v) > 1e-3}
         assert not tokens & rounded, (exercise.id, tokens & rounded)
+
+
+def _exercise_statements() -> dict[str, str]:
+    """Exercise label -> the Markdown of its statement (from its exercise-start to its exercise-end)."""
+    statements = {}
+    for path in sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        for m in re.finditer(r"\{exercise-start\}\s*\n:label:\s*([\w-]+)", text):
+            statements[m[1]] = text[m.end():text.find("{exercise-end}", m.end())]
+    return statements
+
+
+# decimals a hint may write that its statement does not: formula constants and a start value given as (−1, 3)
+HINT_DECIMALS_ALLOWED = {("gaussians.vae-term", "0.5"), ("gaussians.halve-or-double", "0.5"),
+                         ("asymmetry.which-basin", "1.0"), ("asymmetry.which-basin", "3.0")}
+
+
+def test_the_decimals_in_a_hint_are_the_exercises_own_data():
+    """A hint that names the data (Bern(0.05)…) names this exercise's data, not another's or an older version's."""
+    statements = _exercise_statements()
+    found = [e.id for e in EXERCISES if e.id.replace(".", "-") in statements]
+    assert len(found) >= 50, len(found)
+    stray = [(eid, n) for eid in found for h in hints_module.HINTS[eid]
+             for n in re.findall(r"(?<![\w.])\d+\.\d+", h)
+             if n not in statements[eid.replace(".", "-")] and (eid, n) not in HINT_DECIMALS_ALLOWED]
+    assert not stray, stray
 
 
 def test_the_number_check_catches_a_hint_that_gives_the_answer():

@@ -494,10 +494,12 @@ for _id, _hints in {
     "gaussians.kl-poisson": (
         "Start from the closed form λ·log(λ/λ′) − λ + λ′ and decide what each edge case means: a rate of 0 is "
         "the point mass at k = 0.",
-        "At λ = 0 the term λ·log(λ/λ′) is 0 (0·log 0 = 0), so the divergence is λ′; at λ′ = 0 < λ, Q rules out "
-        "every k ≥ 1 that P produces, so return math.inf — do not replace λ′ by a small ε.",
-        "Handle λ = 0 first (return lam1), then λ′ = 0 (return math.inf), and otherwise return "
-        "lam0 * math.log(lam0 / lam1) - lam0 + lam1.",
+        "At λ = 0 use the convention 0·log 0 = 0 in the closed form: which terms are left? At λ′ = 0 < λ, ask "
+        "which counts k each distribution allows, and remember what the definition gives when Q rules out "
+        "an outcome P produces (never a small ε in place of λ′).",
+        "Test the edge cases in order, λ = 0 first (it also covers λ = λ′ = 0), then λ′ = 0, then the closed "
+        "form with math.log; compare your function with a direct sum over k of p(k)·log(p(k)/q(k)) "
+        "(scipy.stats.poisson.pmf) for a few rates.",
     ),
 }.items():
     HINTS.setdefault(_id, _hints)

@@ -78,16 +78,18 @@ HINTS: dict[str, tuple[str, ...]] = {
     "definitions.atom": (
         "Ask absolute continuity in each direction: is there an event that one distribution gives probability 0 "
         "and the other does not? Look at the single point 0.",
-        "If P is not absolutely continuous with respect to Q, D(P‖Q) = inf (np.inf). In the other direction, "
-        "find the density ratio dQ/dP away from 0: P spreads only half of its mass like N(0, 1).",
-        "Off the point 0, P has density ½·φ(x) and Q has density φ(x), so dQ/dP = 2 there; D(Q‖P) is the "
-        "expectation under Q of the log of that ratio. Answer (D(P‖Q), D(Q‖P)).",
+        "Where one distribution puts mass on an event the other gives probability 0, what does the definition "
+        "make of the divergence with that one first? In the other direction, compare the two distributions "
+        "away from 0: P spreads only half of its mass like N(0, 1).",
+        "Write both densities off the point 0 (the point itself has Q-probability 0), take their ratio dQ/dP "
+        "there and average its log under Q. Answer (D(P‖Q), D(Q‖P)), with np.inf where a divergence is "
+        "infinite.",
     ),
     "definitions.stein-exponent": (
         "Stein's lemma: when the type-I error P(reject P) is held at a fixed level, the type-II error "
         "Q(accept P) of the best test decays like exp(−n·D), for one of the two divergences between P and Q.",
         "The expectation in the exponent is under the hypothesis whose error is held fixed, here P.",
-        "Compute D(Bern(0.3)‖Bern(0.6)) in nats: both outcomes, heads and tails, contribute a term.",
+        "Compute D(Bern(0.05)‖Bern(0.5)) in nats: both outcomes, the word used and not used, contribute a term.",
     ),
     "definitions.sanov-exponent": (
         "Sanov's theorem: P(empirical distribution in a set E) decays like exp(−n·D*), with D* the smallest "
