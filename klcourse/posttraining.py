@@ -971,7 +971,9 @@ def distil(teacher: TinyLM, kind: str = "position", direction: str = "forward", 
     """Fit a student of context ``kind`` to the teacher by forward or reverse KL.
 
     ``direction="forward"`` minimises ``D(teacher || student)`` (the student is trained on the teacher's
-    sequences, as in sequence-level distillation, Kim & Rush 2016); ``"reverse"`` minimises
+    sequences, by maximum likelihood on its samples; Kim & Rush's 2016 sequence-level distillation trains on the
+    teacher's beam-search output instead, an approximation of its mode, which does not minimise this KL);
+    ``"reverse"`` minimises
     ``D(student || teacher)`` (the student is scored on its own sequences, as in MiniLLM and on-policy
     distillation). With ``batch_size=None`` the gradients are exact; otherwise forward uses teacher samples
     (cross-entropy) and reverse uses student samples with the per-token teacher log-ratio as reward
@@ -1016,8 +1018,10 @@ def token_distillation_gradient(student: TinyLM, teacher: TinyLM, divergence: st
     The loss is ``sum_y mu(y) sum_t D_t(y_<t)``, with ``D_t`` the per-token KL
     ``D(teacher(. | y_<t) || student(. | y_<t))`` (``divergence="forward"``) or
     ``D(student(. | y_<t) || teacher(. | y_<t))`` (``"reverse"``), and the prefixes drawn from
-    ``mu = teacher`` (word-level distillation, Kim & Rush 2016) or ``mu = student`` (on-policy, as in GKD,
-    Agarwal et al. 2024). As in practice, ``mu`` is not differentiated: the prefixes are data.
+    ``mu = teacher`` (the teacher's samples) or ``mu = student`` (on-policy, as in GKD, Agarwal et al. 2024).
+    As in practice, ``mu`` is not differentiated: the prefixes are data. Kim & Rush's (2016) word-level
+    distillation is the forward divergence on the prefixes of the training data's reference sequences: it equals
+    ``prefixes="teacher"`` only when those data are samples from the teacher.
 
     Parameters
     ----------
