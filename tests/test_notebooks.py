@@ -64,6 +64,14 @@ def test_committed_without_outputs_and_with_a_title(nb):
             assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
+@pytest.mark.parametrize("nb", [*NOTEBOOKS, ROOT / "book" / "instructors.ipynb"], ids=lambda p: p.stem)
+def test_code_lines_fit_88_characters(nb):
+    """The course's code style (as QuantEcon's): a code line fits 88 characters, on a phone and in a diff."""
+    long = [(cell.get("id"), len(line)) for cell in cells(nb) if cell["cell_type"] == "code"
+            for line in source(cell).splitlines() if len(line) > 88]
+    assert not long, long
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_exercise_has_a_check_cell_and_a_folded_solution(nb):
     slug = nb.stem.split("_", 1)[1]
