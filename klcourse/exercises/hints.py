@@ -273,7 +273,7 @@ HINTS: dict[str, tuple[str, ...]] = {
         "starts, keep the fit with the lowest .kl, and compare the two σ.",
     ),
     "asymmetry.which-basin": (
-        "Locate the start μ₀ = −1, σ₀ = 3 on the right panel. Gradient descent moves downhill, across the "
+        "Locate the start μ₀ = −1, σ₀ = 3 on the bottom panel. Gradient descent moves downhill, across the "
         "contour lines.",
         "Basins are separated by ridges, and the descent does not cross a ridge: which minimum's basin "
         "contains the start?",
@@ -291,8 +291,8 @@ HINTS: dict[str, tuple[str, ...]] = {
         "precision is the (1,1) entry Λ₁₁ of the target's precision matrix Λ = Σ⁻¹.",
         "1/Λ₁₁ is the variance of z₁ given z₂ (the conditional variance), not the marginal variance σ₁². In two "
         "dimensions it is σ₁² times a factor that depends only on ρ.",
-        "Build Σ = [[σ₁², ρσ₁σ₂], [ρσ₁σ₂, σ₂²]], invert it with np.linalg.inv and take 1 / its (0, 0) entry; "
-        "or compute σ₁²(1 − ρ²) directly.",
+        "Build Σ = [[σ₁², ρσ₁σ₂], [ρσ₁σ₂, σ₂²]], invert it with np.linalg.inv and take 1 / its (0, 0) "
+        "entry.",
     ),
     # ------------------------------------------------------------------ 5. numerics
     "numerics.kl-bernoulli": (
@@ -335,10 +335,11 @@ HINTS: dict[str, tuple[str, ...]] = {
     ),
     "numerics.digits-lost": (
         "k correct significant digits means a relative error of about 10^(−k): read the textbook curve's "
-        "relative error at δ = 1e-6 on the left panel's logarithmic axis.",
+        "relative error at δ = 1e-6 on the top panel's logarithmic axis.",
         "Cross-check with the error model: the formula's absolute error is about ε (float64's machine epsilon) "
         "while the divergence is of order δ², so the relative error is about ε/δ².",
-        "Compute np.finfo(float).eps / 1e-12, take −log10 of it, and pick the option nearest to that.",
+        "Read the relative error off the figure at that δ (the textbook curve, not the ε/δ² guide line); "
+        "the digits left are about −log10 of that relative error. Pick the option nearest to your reading.",
     ),
     "numerics.bf16-roundoff": (
         "With t significant bits, the numbers between 1 and 2 are spaced 2^(1 − t) apart: that spacing is "
