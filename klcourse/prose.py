@@ -11,14 +11,15 @@ Both show the ``text/plain`` of the result, so :func:`num` returns an object who
 number itself (a ``str`` would show its quotes). A key that no cell above has glued raises ``LookupError``: the
 strict book build (``-W``) fails on it, and JupyterLab shows the error in place of the number.
 
-:func:`glue` also hands the value to ``myst_nb.glue`` when myst-nb is installed, so ``{glue:text}`` roles keep
-working in chapters not yet written this way. The expressions the book evaluates are restricted by
-``nb_eval_name_regex`` in ``_config.yml`` (:data:`EVAL_PATTERN` is the same pattern).
+:func:`glue` also hands the value to ``myst_nb.glue`` in a kernel where myst-nb is installed, so
+``{glue:text}`` roles keep working in chapters not yet written this way. The expressions the book evaluates are
+restricted by ``nb_eval_name_regex`` in ``_config.yml`` (:data:`EVAL_PATTERN` is the same pattern).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
 __all__ = ["EVAL_PATTERN", "glue", "num", "glued_keys"]
 
@@ -54,6 +55,10 @@ def glue(name: str, value, display: bool = False) -> None:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
         raise ValueError(f"a glue key is letters, digits, '_' or '-', starting with a letter or '_': {name!r}")
     _VALUES[name] = value
+    if not _in_kernel():  # a plain Python process: nothing to hand to a notebook (and no shell to create)
+        if display:
+            print(repr(value))
+        return
     try:
         from myst_nb import glue as nb_glue
     except ImportError:  # a learner's environment without myst-nb: the prose reads the values from here
@@ -63,6 +68,12 @@ def glue(name: str, value, display: bool = False) -> None:
             show(value)
         return
     nb_glue(name, value, display=display)
+
+
+def _in_kernel() -> bool:
+    """Whether this runs in an IPython shell or kernel (without importing IPython, or creating a shell)."""
+    ipython = sys.modules.get("IPython")
+    return bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
 def num(name: str, fmt: str = "") -> Shown:

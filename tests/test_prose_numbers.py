@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,10 +150,24 @@ def test_glue_and_num_work_without_myst_nb(monkeypatch):
     with pytest.raises(ImportError):
         import myst_nb  # noqa: F401
     shown = []
+    monkeypatch.setattr("klcourse.prose._in_kernel", lambda: True)  # as in a learner's kernel
     monkeypatch.setattr("IPython.display.display", lambda value: shown.append(value))
     glue("test-prose-bare", 0.5108256, display=False)
     glue("test-prose-bare-shown", 3, display=True)
     assert repr(num("test-prose-bare", ".4f")) == "0.5108" and shown == [3]
+
+
+def test_glue_outside_a_kernel_creates_no_ipython_shell():
+    """In a plain Python process glue only keeps the value: myst_nb.glue would create an IPython shell, after which
+    check() and hint() believe they run in a notebook and print HTML objects instead of their sentences."""
+    code = ("from klcourse.prose import glue, num\n"
+            "glue('x', 0.25, display=True)\n"
+            "import IPython, sys\n"
+            "from klcourse.exercises.core import _in_ipython\n"
+            "print(num('x', '.2f'), IPython.get_ipython(), _in_ipython())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "0.25\n0.25 None False\n"
 
 
 def test_num_of_a_key_not_glued_yet_raises():
