@@ -694,3 +694,51 @@ def test_uses_klcourse_does_not_wander_into_installed_libraries():
     start = time.perf_counter()
     assert uses_klcourse(model) is None
     assert time.perf_counter() - start < 1.0
+
+
+# ---------------------------------------------------------------- learner-feedback audit
+def _complex_kl(p, q):
+    return complex(_kl_reference(p, q), 2.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: np.complex128(v + 5j),
+    lambda v: np.array([v + 5j]),
+    lambda v: _torch().tensor(v + 5j),
+    lambda v: v + 5j,
+    lambda v: np.complex64(v),  # zero imaginary part: rejected too (a real quantity never needs complex numbers)
+    lambda v: [np.complex128(v)],
+], ids=["np-complex128", "np-array", "torch", "python", "zero-imag", "list"])
+def test_a_complex_number_answer_is_rejected_with_one_sentence(scratch, make):
+    value = kl_bern(0.3, 0.6)
+    eid = scratch("cplx", title="t", kind="number", checker=number(value, sigfigs=3))
+    fb = evaluate(eid, make(value))
+    assert not fb.passed and fb.status == "invalid"
+    assert "complex" in fb.message and "real" in fb.message and "Error" not in fb.message
+
+
+def test_a_complex_array_answer_is_rejected(scratch):
+    expected = np.array([kl_bern(0.3, 0.6), kl_bern(0.6, 0.3)])
+    eid = scratch("cplxarr", title="t", kind="array", checker=array(expected, sigfigs=3))
+    for answer in (expected + np.array([3j, -1j]), _torch().tensor(expected + 1j), list(expected + 0j)):
+        fb = evaluate(eid, answer)
+        assert not fb.passed and fb.status == "invalid" and "complex" in fb.message
+
+
+@pytest.mark.parametrize("fn", [
+    _complex_kl,
+    lambda p, q: np.complex128(_kl_reference(p, q) + 1j),
+    lambda p, q: np.array([_kl_reference(p, q) + 0j])[0],
+    lambda p, q: _torch().tensor(_kl_reference(p, q) + 1j),
+], ids=["python", "numpy", "numpy-zero-imag", "torch"])
+def test_a_function_returning_complex_numbers_is_rejected(scratch, fn):
+    eid = scratch("cplxfn", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    fb = evaluate(eid, fn)
+    assert not fb.passed and fb.status == "invalid" and "complex" in fb.message
+    assert run_case(fn, CASES[0]) == "returned complex"  # the grader's plain data keeps its documented form
+
+
+def test_a_registered_exercise_rejects_its_answer_with_an_imaginary_part():
+    exercise = get_exercise("definitions.kl-in-bits")
+    fb = evaluate(exercise.id, np.complex128(float(_expected_of(exercise.checker)) + 5j))
+    assert not fb.passed and "complex" in fb.message

@@ -347,18 +347,56 @@ def _from_torch(value):
     return value
 
 
+def _is_complex(value) -> bool:
+    """Is ``value`` (already through :func:`_from_torch`) a complex number or an array with a complex dtype?
+
+    A complex value with zero imaginary part counts too: a real quantity computed through complex numbers
+    (``np.emath.log`` of a negative number, a complex dtype) is a mistake even where the imaginary part vanishes.
+    """
+    if isinstance(value, (complex, np.complexfloating)):
+        return True
+    if isinstance(value, (list, tuple, np.ndarray)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr = np.asarray(value)
+        except Exception:  # ragged or exotic: not a complex array
+            return False
+        if arr.dtype.kind == "c":
+            return True
+        if arr.dtype == object:
+            return any(isinstance(_from_torch(x), (complex, np.complexfloating)) or
+                       (isinstance(x, np.ndarray) and x.dtype.kind == "c") for x in arr.ravel()[:10_000])
+    return False
+
+
+def complex_message(value, what: str = "Your answer") -> str:
+    """The sentence for a complex answer: the learner's own value is shown when it is a single number."""
+    try:
+        arr = np.asarray(value)
+        shown = f" ({complex(arr.reshape(())):.4g})" if arr.size == 1 and arr.dtype != object else ""
+    except Exception:  # nothing to show
+        shown = ""
+    return (f"{what} is complex{shown}, but the quantity asked for is real: look for the log of a negative "
+            "number (np.emath.log returns complex numbers) or a complex dtype.")
+
+
 def output_data(value):
     """A function's result as plain data: a float (0-d), a float64 ndarray, or ``"returned <type>"``.
 
     Torch tensors (any float dtype, with or without grad) and numpy scalars are numbers; a list or tuple of
-    numbers is an array (so ``[x]`` has shape (1,)); strings, None, bools and dicts are not numbers.
+    numbers is an array (so ``[x]`` has shape (1,)); strings, None, bools and dicts are not numbers; complex
+    numbers, arrays and tensors (even with zero imaginary part) give ``"returned complex"``.
     """
     if isinstance(value, (str, bytes, bool, np.bool_, dict, type(None))) or callable(value):
         return f"returned {type(value).__name__}"
     try:
         if isinstance(value, (list, tuple)):
             value = [_from_torch(v) for v in value]
-        arr = np.asarray(_from_torch(value), dtype=float)
+        value = _from_torch(value)
+        if _is_complex(value):
+            return "returned complex"
+        arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError, RuntimeError):
         return f"returned {type(value).__name__}"
     if arr.dtype == object:
@@ -410,6 +448,10 @@ def _as_number(answer):
         answer = _from_torch(answer)
     except (TypeError, RuntimeError):
         return None, f"Expected a single number, got {type(answer).__name__}."
+    if isinstance(answer, (list, tuple)):
+        answer = [_from_torch(v) for v in answer]
+    if _is_complex(answer):
+        return None, complex_message(answer)
     if isinstance(answer, numbers.Real):
         return float(answer), None
     try:
@@ -427,7 +469,10 @@ def _as_array(answer):
     try:
         if isinstance(answer, (list, tuple)):
             answer = [_from_torch(v) for v in answer]
-        return np.asarray(_from_torch(answer), dtype=float), None
+        answer = _from_torch(answer)
+        if _is_complex(answer):
+            return None, complex_message(answer)
+        return np.asarray(answer, dtype=float), None
     except (TypeError, ValueError, RuntimeError):
         return None, f"Expected an array of numbers, got {type(answer).__name__}."
 
@@ -858,6 +903,9 @@ class FunctionChecker:
                 return Verdict(False, f"Your {name} {out} on {case.description}.")
         for i in failing:
             out, case = j.outputs[i], j.cases[i]
+            if isinstance(out, str) and out == "returned complex":
+                return Verdict(False, complex_message(None, f"The result of your {name} on {case.description}"),
+                               INVALID)
             if isinstance(out, str):
                 return Verdict(False, f"Your {name} {out} on {case.description}, not a number or an array of "
                                "numbers.", INVALID)
@@ -1024,9 +1072,13 @@ def probability_answer(x, name: str) -> np.ndarray:
     rounding passes), and the vector is then divided by its sum in float64.
     """
     try:
-        arr = np.asarray(_from_torch(x), dtype=float)
+        x = [_from_torch(v) for v in x] if isinstance(x, (list, tuple)) else _from_torch(x)
+        complex_ = _is_complex(x)
+        arr = None if complex_ else np.asarray(x, dtype=float)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{name} must be a vector of numbers, got {type(x).__name__}") from None
+    if complex_:
+        raise ValueError(f"{name} is complex; probabilities are real numbers")
     if arr.ndim != 1 or arr.size < 2:
         raise ValueError(f"{name} must be a 1-D vector of at least two probabilities, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
