@@ -742,3 +742,39 @@ def test_a_registered_exercise_rejects_its_answer_with_an_imaginary_part():
     exercise = get_exercise("definitions.kl-in-bits")
     fb = evaluate(exercise.id, np.complex128(float(_expected_of(exercise.checker)) + 5j))
     assert not fb.passed and "complex" in fb.message
+
+
+def _exits(p, q):
+    import sys
+
+    sys.exit(3)
+
+
+def _exits_quietly(p, q):
+    raise SystemExit
+
+
+def _interrupted(p, q):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("fn", [_exits, _exits_quietly], ids=["sys.exit(3)", "SystemExit"])
+def test_a_function_calling_exit_gets_a_sentence_not_a_systemexit(scratch, fn):
+    eid = scratch("exits", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    fb = evaluate(eid, fn)
+    assert not fb.passed and "called exit()" in fb.message and "return the result" in fb.message
+    out = run_case(fn, CASES[0])  # the grader's plain data keeps the documented "raised <ExcType>: <msg>" form
+    assert isinstance(out, str) and out.startswith("raised SystemExit:")
+    assert run_case(_exits, CASES[0]) == "raised SystemExit: 3"
+
+
+def test_exit_inside_a_checker_is_caught_by_evaluate_but_keyboard_interrupt_is_not(scratch):
+    def leaves(answer):
+        raise SystemExit(answer)
+
+    eid = scratch("exitpred", title="t", kind="counterexample", checker=predicate(leaves))
+    fb = evaluate(eid, 1)
+    assert not fb.passed and fb.status == "invalid" and "called exit()" in fb.message
+    eid = scratch("interrupt", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(eid, _interrupted)

@@ -411,10 +411,17 @@ def _data_or_raise(value):
     return data
 
 
+def exit_message(who: str = "Your code", where: str = "") -> str:
+    """The sentence for learner code that called ``exit()`` / ``sys.exit()`` (``SystemExit``)."""
+    return (f"{who} called exit() (sys.exit){where}, which would stop Python: return the result "
+            "instead of exiting.")
+
+
 def run_case(fn: Callable, case: Case):
     """Call ``fn`` on ``case`` (on copies of its arguments) and return its output as plain data.
 
-    An exception becomes the string ``"raised <ExcType>: <message>"``; a non-numeric result
+    An exception (also ``SystemExit`` from ``exit()``; not ``KeyboardInterrupt``) becomes the string
+    ``"raised <ExcType>: <message>"``; a non-numeric result
     ``"returned <type>"`` (see :func:`output_data`). Floating-point warnings are silenced.
     """
     args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs or {})
@@ -422,7 +429,7 @@ def run_case(fn: Callable, case: Case):
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             value = case.probe(fn, *args, **kwargs) if case.probe else fn(*args, **kwargs)
-    except Exception as exc:  # the learner's function may fail in any way: that is data, not a crash
+    except (Exception, SystemExit) as exc:  # the learner's function may fail in any way (even exit()): data
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"raised {type(exc).__name__}: {message[:300]}"
     return output_data(value)
@@ -899,6 +906,8 @@ class FunctionChecker:
         name = self.name
         for i in failing:
             out, case = j.outputs[i], j.cases[i]
+            if isinstance(out, str) and out.startswith("raised SystemExit"):
+                return Verdict(False, exit_message(f"Your {name}", f" on {case.description}"), INVALID)
             if isinstance(out, str) and out.startswith("raised"):
                 return Verdict(False, f"Your {name} {out} on {case.description}.")
         for i in failing:

@@ -228,6 +228,10 @@ def evaluate(exercise_id: str, answer) -> Feedback:
                         NOT_ANSWERED)
     try:
         verdict = exercise.checker(answer)
+    except SystemExit:  # the learner's code, run by a checker, called exit(): not a reason to stop
+        from klcourse.exercises.checkers import exit_message
+
+        verdict = Verdict(False, exit_message(), INVALID)
     except Exception as exc:  # a checker must never show a learner a traceback
         verdict = Verdict(False, f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
         from klcourse._optional import missing_package_verdict
