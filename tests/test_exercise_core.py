@@ -235,9 +235,12 @@ def test_register_rejects_bad_ids_kinds_and_duplicates(scratch):
         register("scratch.kind", title="t", kind="essay", checker=number(1.0))
 
 
-def test_unknown_exercise_id_names_the_problem():
-    with pytest.raises(KeyError, match="no exercise"):
-        check("definitions.no-such-exercise", 1.0)
+def test_unknown_exercise_id_names_the_problem(capsys):
+    with pytest.raises(KeyError, match="no exercise"):  # the programmatic API (the grader) raises
+        evaluate("definitions.no-such-exercise", 1.0)
+    fb = check("definitions.no-such-exercise", 1.0)  # a learner's typo gets a sentence
+    assert not fb.passed and fb.status == "invalid" and "definitions.kl-in-bits" in fb.message
+    assert "There is no exercise" in capsys.readouterr().out
 
 
 def test_check_prints_outside_jupyter_and_returns_feedback(scratch, capsys):
@@ -778,3 +781,28 @@ def test_exit_inside_a_checker_is_caught_by_evaluate_but_keyboard_interrupt_is_n
     eid = scratch("interrupt", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
     with pytest.raises(KeyboardInterrupt):
         evaluate(eid, _interrupted)
+
+
+@pytest.mark.parametrize("given", ["DEFINITIONS.KL-IN-BITS", " definitions.kl-in-bits", "Definitions.Kl-In-Bits\n"])
+def test_exercise_ids_ignore_case_and_surrounding_spaces(given):
+    exercise = get_exercise("definitions.kl-in-bits")
+    fb = check(given, float(_expected_of(exercise.checker)))
+    assert fb.passed and fb.exercise_id == "definitions.kl-in-bits"
+
+
+@pytest.mark.parametrize(("given", "answer", "words"), [
+    ("definitions.kl-in-bit", 1.0, 'did you mean "definitions.kl-in-bits"'),
+    ("definitions.kl_in_bits", 1.0, 'did you mean "definitions.kl-in-bits"'),
+    ("gaussians.zzz", 1.0, '"gaussians.kl-gauss"'),  # no close name: the chapter's exercises
+    ("nochapter", 1.0, "list_exercises()"),
+    (None, 1, "must be the exercise id, a string"),
+    (3, 1, "must be the exercise id, a string"),
+    (0.5, "definitions.kl-in-bits", 'swapped: the exercise id comes first, check("definitions.kl-in-bits"'),
+])
+def test_a_bad_exercise_id_gets_one_sentence_not_an_exception(capsys, given, answer, words):
+    before = len(core._RESULTS)
+    fb = check(given, answer)
+    assert not fb.passed and fb.status == "invalid" and words in fb.message
+    assert "Error" not in fb.message and fb.message.count(". ") <= 1
+    assert words in capsys.readouterr().out
+    assert len(core._RESULTS) == before  # not an answer to any exercise: the grader's record is untouched
