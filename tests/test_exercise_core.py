@@ -806,3 +806,43 @@ def test_a_bad_exercise_id_gets_one_sentence_not_an_exception(capsys, given, ans
     assert "Error" not in fb.message and fb.message.count(". ") <= 1
     assert words in capsys.readouterr().out
     assert len(core._RESULTS) == before  # not an answer to any exercise: the grader's record is untouched
+
+
+@pytest.mark.parametrize(("kind", "answer"), [("number", 10**400), ("number", [10**400]), ("number", -(10**400)),
+                                              ("array", [10**400, 1.0])])
+def test_an_int_too_large_for_a_float_gets_a_sentence(scratch, kind, answer):
+    make = number(0.5) if kind == "number" else array([0.5, 0.5])
+    eid = scratch(f"huge{kind}", title="t", kind=kind, checker=make)
+    fb = evaluate(eid, answer)
+    assert fb.status == "invalid" and "too large for a floating-point number" in fb.message
+    assert "OverflowError" not in fb.message
+
+
+def test_a_function_returning_a_huge_int_gets_a_sentence(scratch):
+    eid = scratch("hugefn", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    fb = evaluate(eid, lambda p, q: 10**400)
+    assert fb.status == "invalid" and "too large for a floating-point number" in fb.message
+    assert run_case(lambda p, q: 10**400, CASES[0]) == "returned a number too large for a float"
+
+
+def _pair_test(answer):
+    p, q = np.asarray(answer[0], dtype=float), np.asarray(answer[1], dtype=float)
+    return bool(p.sum() == 1 and q.sum() == 1), "checked"
+
+
+@pytest.mark.parametrize(("answer", "needle"), [
+    ({"p": [1, 0], "q": [0.5, 0.5]}, "Your answer is a dict; give a tuple or list"),
+    ({(1, 0), (0.5, 0.5)}, "Your answer is a set; give a tuple or list"),
+    (([1, 0], {0.5}), "Your answer contains a set"),
+])
+def test_a_dict_or_set_for_a_pair_gets_a_sentence_not_the_exception(scratch, answer, needle):
+    eid = scratch("pairdict", title="t", kind="counterexample", checker=predicate(_pair_test))
+    fb = evaluate(eid, answer)
+    assert fb.status == "invalid" and needle in fb.message
+    assert "KeyError" not in fb.message and "subscriptable" not in fb.message and "float()" not in fb.message
+
+
+@pytest.mark.parametrize("exercise_id", ["asymmetry.infinite-one-way", "relatives.reverse-pinsker"])
+def test_registered_pair_exercises_answer_a_dict_with_a_sentence(exercise_id):
+    fb = evaluate(exercise_id, {"p": [0.5, 0.5], "q": [1.0, 0.0]})
+    assert fb.status == "invalid" and "Your answer is a dict" in fb.message

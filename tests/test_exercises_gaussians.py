@@ -254,6 +254,28 @@ def test_equal_mse_rejects_bad_counterexamples(answer, status, needle):
     assert not fb.passed and fb.status == status and needle in fb.message
 
 
+def test_equal_mse_accepts_the_two_pairs_as_a_2x4_array_or_tensor():
+    import torch
+
+    rows = [[0, 0.01, 0, 0.51], [0, 1.0, 0, 1.5]]  # each row one pair; the book's own answer
+    assert kl_quad(*rows[0]) > 10 * kl_quad(*rows[1])
+    assert evaluate("gaussians.equal-mse", np.array(rows)).passed
+    assert evaluate("gaussians.equal-mse", torch.tensor(rows)).passed
+    fb = evaluate("gaussians.equal-mse", np.array(rows).T)
+    assert fb.status == "invalid" and "shape (2, 4)" in fb.message and "(4, 2)" in fb.message
+
+
+@pytest.mark.parametrize(("answer", "needle"), [
+    (({"mu0": 0, "sigma0": 1, "mu1": 0, "sigma1": 2}, (0, 1, 0, 3)), "contains a dict"),
+    ({(0, 1, 0, 2), (0, 1, 0, 3)}, "is a set"),
+    (((10**400, 1, 10**400, 1), (0, 1, 0, 2)), "too large for a floating-point number"),
+])
+def test_equal_mse_dicts_sets_and_huge_ints_get_plain_sentences(answer, needle):
+    fb = evaluate("gaussians.equal-mse", answer)
+    assert fb.status == "invalid" and needle in fb.message
+    assert "float()" not in fb.message and "Error" not in fb.message
+
+
 # ------------------------------------------------------------------ halve-or-double
 def test_halve_or_double_matches_quadrature():
     halve, double = kl_quad(0, 0.5, 0, 1), kl_quad(0, 2, 0, 1)

@@ -381,6 +381,32 @@ def complex_message(value, what: str = "Your answer") -> str:
             "number (np.emath.log returns complex numbers) or a complex dtype.")
 
 
+#: The sentence for a number beyond float64 (an int such as 10**400).
+TOO_LARGE = "A number in your answer is too large for a floating-point number (the largest is about 1.8e308)."
+
+_UNORDERED = (dict, set, frozenset)
+
+
+def answer_problem(exc: BaseException, answer) -> str | None:
+    """A sentence for an exception raised while reading ``answer``, when its cause is clear; else None.
+
+    An int too large for a float, or a dict or set where a sequence (tuple or list) is expected — the raw
+    exception text ("KeyError: 0", "'set' object is not subscriptable") would not help a learner.
+    """
+    if isinstance(exc, OverflowError):
+        return TOO_LARGE
+    if isinstance(exc, (TypeError, KeyError, IndexError, ValueError)):
+        if isinstance(answer, _UNORDERED):
+            return (f"Your answer is a {type(answer).__name__}; give a tuple or list, in the order the exercise "
+                    "states.")
+        if isinstance(answer, (list, tuple)):
+            inner = next((v for v in answer if isinstance(v, _UNORDERED)), None)
+            if inner is not None:
+                return (f"Your answer contains a {type(inner).__name__}; give each part as a tuple or list of "
+                        "numbers, in the order the exercise states.")
+    return None
+
+
 def output_data(value):
     """A function's result as plain data: a float (0-d), a float64 ndarray, or ``"returned <type>"``.
 
@@ -397,6 +423,8 @@ def output_data(value):
         if _is_complex(value):
             return "returned complex"
         arr = np.asarray(value, dtype=float)
+    except OverflowError:
+        return "returned a number too large for a float"
     except (TypeError, ValueError, RuntimeError):
         return f"returned {type(value).__name__}"
     if arr.dtype == object:
@@ -459,10 +487,12 @@ def _as_number(answer):
         answer = [_from_torch(v) for v in answer]
     if _is_complex(answer):
         return None, complex_message(answer)
-    if isinstance(answer, numbers.Real):
-        return float(answer), None
     try:
+        if isinstance(answer, numbers.Real):
+            return float(answer), None
         arr = np.asarray(answer, dtype=float)
+    except OverflowError:
+        return None, TOO_LARGE
     except (TypeError, ValueError):
         return None, f"Expected a single number, got {type(answer).__name__}."
     if arr.size != 1:
@@ -480,6 +510,8 @@ def _as_array(answer):
         if _is_complex(answer):
             return None, complex_message(answer)
         return np.asarray(answer, dtype=float), None
+    except OverflowError:
+        return None, TOO_LARGE
     except (TypeError, ValueError, RuntimeError):
         return None, f"Expected an array of numbers, got {type(answer).__name__}."
 
@@ -912,6 +944,9 @@ class FunctionChecker:
                 return Verdict(False, f"Your {name} {out} on {case.description}.")
         for i in failing:
             out, case = j.outputs[i], j.cases[i]
+            if isinstance(out, str) and out == "returned a number too large for a float":
+                return Verdict(False, f"Your {name} returned a number too large for a floating-point number "
+                               f"(above about 1.8e308) on {case.description}.", INVALID)
             if isinstance(out, str) and out == "returned complex":
                 return Verdict(False, complex_message(None, f"The result of your {name} on {case.description}"),
                                INVALID)
@@ -1056,8 +1091,11 @@ class PredicateChecker:
     def __call__(self, answer) -> Verdict:
         try:
             result = self._test(answer)
-        except (ValueError, TypeError, IndexError) as exc:
-            return Verdict(False, f"This answer cannot be used: {exc}", INVALID)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+            problem = answer_problem(exc, answer)
+            if problem is None and isinstance(exc, (KeyError, OverflowError)):
+                raise  # not a sentence written for the learner: evaluate() says it could not check
+            return Verdict(False, problem or f"This answer cannot be used: {exc}", INVALID)
         if isinstance(result, Verdict):
             return _with_tolerance(result, self.tolerance)
         ok, message = result
@@ -1067,7 +1105,8 @@ class PredicateChecker:
 def predicate(test: Callable[[object], tuple[bool, str]], *, tolerance: Tolerance | None = None) -> PredicateChecker:
     """Checker for open answers (e.g. a counterexample): ``test(answer)`` returns ``(ok, message)`` or a Verdict.
 
-    A ``ValueError``, ``TypeError`` or ``IndexError`` raised by ``test`` becomes an "invalid answer" sentence.
+    A ``ValueError``, ``TypeError`` or ``IndexError`` raised by ``test`` becomes an "invalid answer" sentence (a
+    dict or set where a sequence is expected, or a number too large for a float, gets its own sentence).
     ``tolerance`` states what is accepted (its sentence ends every "wrong" message).
     """
     return PredicateChecker(test, tolerance)

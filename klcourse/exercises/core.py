@@ -282,7 +282,10 @@ def evaluate(exercise_id: str, answer) -> Feedback:
 
         verdict = Verdict(False, exit_message(), INVALID)
     except Exception as exc:  # a checker must never show a learner a traceback
-        verdict = Verdict(False, f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
+        from klcourse.exercises.checkers import answer_problem
+
+        problem = answer_problem(exc, answer)  # a dict or set for a sequence, an int beyond float64
+        verdict = Verdict(False, problem or f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
         from klcourse._optional import missing_package_verdict
 
         verdict = missing_package_verdict(exc, verdict)  # no torch / scikit-learn: say which extra installs it

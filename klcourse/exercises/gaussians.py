@@ -20,6 +20,7 @@ from klcourse.exercises.checkers import (
     Case,
     Judged,
     Misconception,
+    _from_torch,
     choice,
     conditions,
     forgot_half,
@@ -297,6 +298,12 @@ def _as_pair(candidate, which: str) -> tuple[float, float, float, float]:
 
 
 def _equal_mse_test(answer) -> tuple[bool, str]:
+    answer = _from_torch(answer)
+    if isinstance(answer, np.ndarray):  # a 2×4 array holds the two pairs as its rows
+        if answer.ndim != 2 or answer.shape[0] != 2:
+            raise TypeError(f"give two pairs, as an array of shape (2, 4) with one pair (mu0, sigma0, mu1, sigma1) "
+                            f"per row; got shape {answer.shape}")
+        answer = list(answer)
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         raise TypeError("give two pairs: ((mu0, sigma0, mu1, sigma1), (mu0', sigma0', mu1', sigma1'))")
     first, second = _as_pair(answer[0], "first"), _as_pair(answer[1], "second")
