@@ -846,3 +846,49 @@ def test_a_dict_or_set_for_a_pair_gets_a_sentence_not_the_exception(scratch, ans
 def test_registered_pair_exercises_answer_a_dict_with_a_sentence(exercise_id):
     fb = evaluate(exercise_id, {"p": [0.5, 0.5], "q": [1.0, 0.0]})
     assert fb.status == "invalid" and "Your answer is a dict" in fb.message
+
+
+def _coarse_checker():
+    # expected 0.9486 (sqrt(0.9)); a mistake gives 0.89993, another the trivial 1 (values independent of klcourse)
+    expected = math.sqrt(0.9)
+    return number(expected, sigfigs=3, unit=None, misconceptions=[
+        Misconception("forgot-sqrt", 0.89993, "You left out the square root."),
+        Misconception("trivial-one", 1.0, "1 is the trivial bound."),
+    ])
+
+
+@pytest.mark.parametrize(("answer", "misconception", "words", "absent"), [
+    # right at the digits given, and no mistake gives these digits: the rounding sentence alone
+    (0.95, "too-few-digits", "give more digits", "square root"),
+    # right at the digits given (0.9486 -> 0.9) but 0.900 is also the mistake to 3 figures: rounding first,
+    # the mistake only as a condition (before the fix: "You left out the square root." alone)
+    (0.9, "too-few-digits", "give more digits: 3 significant figures are needed. If more digits leave your "
+                            "answer as it is: You left out the square root.", None),
+    # the digits given match the mistake and not the expected value: the mistake
+    (0.8999, "forgot-sqrt", "You left out the square root.", "give more digits"),
+    # 1 keeps no significant figure of 0.9486: not a rounding of it, but the trivial bound
+    (1.0, "trivial-one", "1 is the trivial bound.", "give more digits"),
+])
+def test_a_coarse_right_answer_is_asked_for_digits_before_a_misconception_is_named(scratch, answer, misconception,
+                                                                                    words, absent):
+    eid = scratch("coarse", title="t", kind="number", checker=_coarse_checker())
+    fb = evaluate(eid, answer)
+    assert not fb.passed and fb.misconception == misconception and words in fb.message
+    assert absent is None or absent not in fb.message
+
+
+@pytest.mark.parametrize(("exercise_id", "coarse"), [("relatives.tv-bound", 0.9), ("gaussians.fisher-approx", 0.001)])
+def test_registered_coarse_right_answers_get_the_rounding_sentence_first(exercise_id, coarse):
+    expected = float(_expected_of(get_exercise(exercise_id).checker))
+    assert abs(coarse - expected) <= 0.5 * 10.0 ** math.floor(math.log10(coarse))  # coarse is expected, rounded
+    fb = evaluate(exercise_id, coarse)
+    assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
+
+
+def test_a_coarse_right_array_is_asked_for_digits_before_a_misconception(scratch):
+    expected = np.array([math.sqrt(0.9), 0.25])
+    eid = scratch("coarsearr", title="t", kind="array", checker=array(expected, sigfigs=3, misconceptions=[
+        Misconception("forgot-sqrt", np.array([0.89993, 0.25]), "You left out the square root.")]))
+    fb = evaluate(eid, [0.9, 0.25])
+    assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
+    assert evaluate(eid, [0.8999, 0.25]).misconception == "forgot-sqrt"

@@ -13,7 +13,8 @@ Tolerances
 ----------
 * "by hand" numbers (``number(..., sigfigs=3)``): an answer rounded to 3 significant figures, i.e. within half
   a unit in the 3rd significant figure of the expected value, is right — and so is any more precise one. An
-  answer rounded to fewer figures that is otherwise right gets "right to the digits you gave — give more digits";
+  answer rounded to fewer figures that is otherwise right gets "right to the digits you gave — give more digits",
+  before any misconception is named (one it also matches is added as a condition: see ``_rounding_message``);
 * computed numbers: ``rtol`` relative (an expected 0 is compared absolutely with ``atol``);
 * functions: every output within ``rtol`` relative or ``atol`` absolute, **shapes first**: a result of shape
   (1,) where a single number (shape ()) is expected is rejected with that sentence, not compared;
@@ -234,8 +235,9 @@ def _last_digit(x: float) -> int:
 def _too_few_digits(tol: Tolerance, answer, expected) -> bool:
     """Right except that it was rounded more coarsely than the tolerance allows (checked on every wrong entry).
 
-    An entry qualifies when it is the expected value rounded at the position of its own last digit, and that
-    position is coarser than the tolerance's (e.g. 0.18 for 0.18324 with 3 significant figures; not 0.9 for 1.07).
+    An entry qualifies when it is the expected value rounded at the position of its own last digit, that
+    position is coarser than the tolerance's (e.g. 0.18 for 0.18324 with 3 significant figures; not 0.9 for 1.07)
+    and it keeps at least the leading significant figure (not 1 for 0.9486: no figure of 0.9486 is left in 1).
     """
     if tol.kind not in ("sigfigs", "decimals"):
         return False
@@ -257,12 +259,24 @@ def _too_few_digits(tol: Tolerance, answer, expected) -> bool:
         needed = 2 * float(_half_unit(tol, np.array(y)))
         if step <= needed * (1 + 1e-9) or abs(x - y) > 0.5 * step * (1 + 1e-9):
             return False
+        if step > float(_unit(np.array(abs(y)), 1)) * (1 + 1e-9):  # no significant figure of y survives
+            return False
     return True
 
 
-def _rounding_message(tol: Tolerance) -> str:
+def _rounding_message(tol: Tolerance, also: Misconception | None = None) -> str:
+    """"Give more digits"; with ``also``, the misconception the same digits match (a coarse answer fits both).
+
+    The rounding sentence comes first: at the digits given the answer agrees with the expected value, so a
+    mistake cannot be claimed. But when the answer also matches a misconception to the full tolerance, more
+    digits could leave it unchanged (0.001 written as 0.00100 is the same number), so that mistake is named too —
+    as a condition, not a verdict.
+    """
     what = "significant figures" if tol.kind == "sigfigs" else "decimal places"
-    return f"Right to the digits you gave — give more digits: {tol.digits} {what} are needed."
+    text = f"Right to the digits you gave — give more digits: {tol.digits} {what} are needed."
+    if also is not None:
+        text += f" If more digits leave your answer as it is: {also.message}"
+    return text
 
 
 # --------------------------------------------------------------------------- how far (never the value)
@@ -565,10 +579,10 @@ class NumberChecker:
             return Verdict(True, "Correct!", CORRECT)
         known = list(self._extra) + (unit_misconceptions(exp, self.unit) if self.unit else [])
         m = _match_misconception(value, known, exp, tol)
+        if _too_few_digits(tol, value, exp):  # right at the digits given: say so before naming any mistake
+            return _with_tolerance(Verdict(False, _rounding_message(tol, m), WRONG, "too-few-digits"), tol)
         if m:
             return _with_tolerance(Verdict(False, m.message, WRONG, m.name), tol)
-        if _too_few_digits(tol, value, exp):
-            return _with_tolerance(Verdict(False, _rounding_message(tol), WRONG, "too-few-digits"), tol)
         if self._negative and exp >= 0 and value < 0:
             return _with_tolerance(Verdict(False, self._negative), tol)
         return _with_tolerance(Verdict(False, f"Not quite: your answer {_scalar_distance(value, exp, self._reason)}."),
@@ -634,10 +648,10 @@ class ArrayChecker:
             return Verdict(True, "Correct!", CORRECT)
         known = list(self._extra) + (unit_misconceptions(exp, self.unit) if self.unit else [])
         m = _match_misconception(arr, known, exp, tol)
+        if _too_few_digits(tol, arr, exp):  # right at the digits given: say so before naming any mistake
+            return _with_tolerance(Verdict(False, _rounding_message(tol, m), WRONG, "too-few-digits"), tol)
         if m:
             return _with_tolerance(Verdict(False, m.message, WRONG, m.name), tol)
-        if _too_few_digits(tol, arr, exp):
-            return _with_tolerance(Verdict(False, _rounding_message(tol), WRONG, "too-few-digits"), tol)
         return _with_tolerance(Verdict(False, f"Not quite: {_array_distance(arr, exp, tol)}."), tol)
 
 
