@@ -185,6 +185,15 @@ def test_fisher_quadratic_ratio_tends_to_one():
 )
 def test_fisher_approx_names_misconceptions(wrong, name):
     assert ex.FISHER_POINT == (0.0, 0.5) and ex.FISHER_STEP == (0.02, 0.01)
+    if name == "fisher-sigma-entry":
+        # this mistake gives exactly 0.001, which is also the right answer (0.0012) rounded to one figure: the
+        # digits cannot tell them apart, so "give more digits" comes first and the mistake follows as a condition
+        right = 0.5 * (0.02**2 / 0.25 + 2 * 0.01**2 / 0.25)
+        assert round(right, 3) == wrong
+        fb = evaluate("gaussians.fisher-approx", wrong)
+        assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
+        assert "The σ-entry of the Fisher matrix is 2/σ²" in fb.message
+        return
     assert_misconception("gaussians.fisher-approx", wrong, name)
 
 
