@@ -892,3 +892,36 @@ def test_a_coarse_right_array_is_asked_for_digits_before_a_misconception(scratch
     fb = evaluate(eid, [0.9, 0.25])
     assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
     assert evaluate(eid, [0.8999, 0.25]).misconception == "forgot-sqrt"
+
+
+def _stated_pct(message: str) -> tuple[float, float]:
+    import re
+
+    off = float(re.search(r"off by about ([0-9.e+-]+)%", message).group(1))
+    accepted = float(re.search(r"within ([0-9.e+-]+)%", message).group(1))
+    return off, accepted
+
+
+@pytest.mark.parametrize("factor", [1 - 1.4e-4, 1 + 1.04e-4, 1 - 1.9e-4, 1.3e-4 + 1])
+def test_a_rejected_answer_is_never_said_to_be_off_by_no_more_than_the_tolerance(scratch, factor):
+    value = kl_bern(0.3, 0.6)
+    eid = scratch("nearrtol", title="t", kind="number", checker=number(value, rtol=1e-4))
+    fb = evaluate(eid, value * factor)
+    assert not fb.passed
+    off, accepted = _stated_pct(fb.message)
+    assert accepted == pytest.approx(0.01) and off > accepted, fb.message
+
+
+def test_relatives_mi_bits_near_miss_states_an_error_above_the_tolerance():
+    exercise = get_exercise("relatives.mi-bits")
+    expected = float(_expected_of(exercise.checker))
+    fb = evaluate(exercise.id, expected * (1 - 1.4e-4))  # the audit's 1.416 is about this far off
+    off, accepted = _stated_pct(fb.message)
+    assert not fb.passed and off > accepted, fb.message
+
+
+def test_function_and_array_errors_near_the_tolerance_are_stated_above_it(scratch):
+    expected = np.array([kl_bern(0.3, 0.6), kl_bern(0.6, 0.3)])
+    eid = scratch("nearrtolarr", title="t", kind="array", checker=array(expected, rtol=1e-4))
+    fb = evaluate(eid, expected * (1 + 1.2e-4))
+    assert not fb.passed and "about 0.012%" in fb.message and "within 0.01%" in fb.message

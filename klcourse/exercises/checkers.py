@@ -280,24 +280,40 @@ def _rounding_message(tol: Tolerance, also: Misconception | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- how far (never the value)
-def _about(x: float) -> str:
-    """A number rounded to one significant figure, for "how far" messages."""
+def _about(x: float, above: float = 0.0) -> str:
+    """A number rounded to one significant figure, for "how far" messages.
+
+    With ``above`` (the stated tolerance, in the same unit), more figures are used until the rounded number
+    exceeds it, so that a rejected answer is never said to be "off by about 0.01%" next to "Accepted: within
+    0.01%". (A rejected answer's error exceeds the tolerance, so a few figures always suffice.)
+    """
     if x == 0:
         return "0"
-    text = f"{x:.0e}"
-    mantissa, exponent = text.split("e")
-    value = float(mantissa) * 10.0 ** int(exponent)
-    return f"{value:.10g}" if 1e-4 <= value < 1e6 else f"{value:.0e}"
+    for digits in range(1, 7):
+        text = f"{x:.{digits - 1}e}"
+        mantissa, exponent = text.split("e")
+        value = float(mantissa) * 10.0 ** int(exponent)
+        if value > above * (1 + 1e-12):
+            break
+    return f"{value:.10g}" if 1e-4 <= value < 1e6 else f"{value:.{digits - 1}e}"
 
 
-def _scalar_distance(a: float, e: float, reason: str = INFINITE_KL) -> str:
+def _floors(tol: Tolerance | None) -> tuple[float, float]:
+    """The stated relative tolerance in percent and the absolute one (0 where the tolerance states none)."""
+    if tol is None or tol.kind not in ("relative", "outputs"):
+        return 0.0, 0.0
+    return 100 * tol.rtol, tol.atol if tol.kind == "outputs" else 0.0
+
+
+def _scalar_distance(a: float, e: float, reason: str = INFINITE_KL, tol: Tolerance | None = None) -> str:
     """How far a finite-or-infinite answer is from the expected value, without revealing it."""
+    pct_floor, abs_floor = _floors(tol)
     if math.isinf(e) and not (math.isinf(a) and (a > 0) == (e > 0)):
         return f"should be infinite ({reason})" if e > 0 else "should be −∞"
     if math.isinf(a) and not math.isinf(e):
         return "is infinite but should be finite"
     if e == 0:
-        return f"is off by about {_about(abs(a))} (absolute difference)"
+        return f"is off by about {_about(abs(a), abs_floor)} (absolute difference)"
     if a * e < 0:
         return "has the wrong sign"
     if a == 0:
@@ -309,7 +325,7 @@ def _scalar_distance(a: float, e: float, reason: str = INFINITE_KL) -> str:
     if ratio <= 0.5:
         return f"is too small{size} by a factor of about {_about(1 / ratio)}"
     direction = "too large" if a > e else "too small"
-    return f"is {direction}, off by about {_about(100 * abs(ratio - 1))}% (relative)"
+    return f"is {direction}, off by about {_about(100 * abs(ratio - 1), pct_floor)}% (relative)"
 
 
 def _array_distance(a: np.ndarray, e: np.ndarray, tol: Tolerance, reason: str = INFINITE_KL) -> str:
@@ -322,16 +338,17 @@ def _array_distance(a: np.ndarray, e: np.ndarray, tol: Tolerance, reason: str = 
     if inf_wrong:
         i = inf_wrong[0]
         where = f"entry {np.unravel_index(i, a.shape)}" if a.ndim > 1 else f"entry {i}"
-        return f"{n_wrong} of {n} entries are wrong; {where} {_scalar_distance(flat_a[i], flat_e[i], reason)}"
+        return (f"{n_wrong} of {n} entries are wrong; {where} "
+                f"{_scalar_distance(flat_a[i], flat_e[i], reason, tol)}")
     with np.errstate(all="ignore"):
         zero = flat_e[idx] == 0
         rel = np.where(zero, 0.0, np.abs(flat_a[idx] - flat_e[idx]) / np.abs(np.where(zero, 1.0, flat_e[idx])))
     parts = []
     if (~zero).any():
-        parts.append(f"the largest relative error is about {_about(100 * float(rel.max()))}%")
+        parts.append(f"the largest relative error is about {_about(100 * float(rel.max()), _floors(tol)[0])}%")
     if zero.any():
         parts.append(f"where 0 is expected, the largest absolute error is about "
-                     f"{_about(float(np.abs(flat_a[idx][zero]).max()))}")
+                     f"{_about(float(np.abs(flat_a[idx][zero]).max()), _floors(tol)[1])}")
     return f"{n_wrong} of {n} entries are off: " + "; ".join(parts)
 
 
@@ -585,8 +602,8 @@ class NumberChecker:
             return _with_tolerance(Verdict(False, m.message, WRONG, m.name), tol)
         if self._negative and exp >= 0 and value < 0:
             return _with_tolerance(Verdict(False, self._negative), tol)
-        return _with_tolerance(Verdict(False, f"Not quite: your answer {_scalar_distance(value, exp, self._reason)}."),
-                               tol)
+        distance = _scalar_distance(value, exp, self._reason, tol)
+        return _with_tolerance(Verdict(False, f"Not quite: your answer {distance}."), tol)
 
 
 def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | None = None,
@@ -943,7 +960,7 @@ class FunctionChecker:
         out, ref, case = j.outputs[i], j.refs[i], j.cases[i]
         if ref.ndim == 0:
             return Verdict(False, f"Your {name} gives a wrong result on {case.description}: the result "
-                           f"{_scalar_distance(float(out), float(ref), self._reason)}.")
+                           f"{_scalar_distance(float(out), float(ref), self._reason, self.tolerance)}.")
         return Verdict(False, f"Your {name} gives a wrong result on {case.description}: "
                        f"{_array_distance(out, ref, self.tolerance, self._reason)}.")
 
