@@ -925,3 +925,32 @@ def test_function_and_array_errors_near_the_tolerance_are_stated_above_it(scratc
     eid = scratch("nearrtolarr", title="t", kind="array", checker=array(expected, rtol=1e-4))
     fb = evaluate(eid, expected * (1 + 1.2e-4))
     assert not fb.passed and "about 0.012%" in fb.message and "within 0.01%" in fb.message
+
+
+@pytest.mark.parametrize(("dtype", "words"), [("float32", "computes in float32"), ("float16", "computes in float16"),
+                                              ("bfloat16", "computes in bfloat16")])
+def test_a_function_computing_in_low_precision_is_told_so(scratch, dtype, words):
+    torch = _torch()
+    eid = scratch(f"low{dtype}", title="t", kind="function",
+                  checker=function(_kl_reference, CASES, rtol=1e-9, atol=1e-12, name="kl"))
+    fb = evaluate(eid, lambda p, q: torch.tensor(_kl_reference(p, q), dtype=getattr(torch, dtype)))
+    assert not fb.passed and fb.misconception == "low-precision" and words in fb.message
+    assert "float64" in fb.message and "largest relative error" not in fb.message
+
+
+def test_a_float64_result_off_by_a_tiny_amount_is_not_called_float32(scratch):
+    eid = scratch("tiny64", title="t", kind="function",
+                  checker=function(_kl_reference, CASES, rtol=1e-9, atol=1e-12, name="kl"))
+    fb = evaluate(eid, lambda p, q: _kl_reference(p, q) * (1 + 3e-8) + 1e-9)
+    assert not fb.passed and fb.misconception is None and "float32" not in fb.message
+
+
+def test_vae_kl_torch_in_float32_is_told_to_use_float64():
+    torch = _torch()
+
+    def kl32(mu, logvar):  # the right formula, computed in single precision
+        mu, logvar = mu.float(), logvar.float()
+        return 0.5 * torch.sum(torch.exp(logvar) + mu**2 - 1 - logvar, dim=-1)
+
+    fb = evaluate("vae.kl-torch", kl32)
+    assert not fb.passed and "computes in float32" in fb.message and "float64" in fb.message

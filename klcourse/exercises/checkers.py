@@ -947,6 +947,11 @@ class FunctionChecker:
         m = self._misconception(self._extra, j)
         if m:
             return Verdict(False, m.message, WRONG, m.name)
+        low = _low_precision(j)
+        if low:
+            return Verdict(False, f"Your {self.name} computes in {low[0]} (about {low[1]:.0e} relative rounding), "
+                           "which is coarser than this exercise's tolerance: compute in float64 (torch.float64 or "
+                           ".double() for tensors, np.float64 for arrays).", WRONG, "low-precision")
         if self._diagnose:
             verdict = self._diagnose(j)
             if verdict is not None:
@@ -1020,6 +1025,41 @@ class FunctionChecker:
                 if informative:
                     return m
         return None
+
+
+def _low_precision(j: Judged) -> tuple[str, float] | None:
+    """(dtype name, its rounding) when every failing output is a float32, float16 or bfloat16 value (exactly
+    representable, as a float64 converted from that dtype is) and off only at that dtype's rounding level.
+
+    Outputs reach :meth:`FunctionChecker.judge` as float64 plain data, so the dtype is read from the values: a
+    float64 computation practically never lands on float32-representable numbers everywhere.
+    """
+    failing = j.failing()
+    outs = [j.outputs[i] for i in failing]
+    if not failing or any(isinstance(o, str) or o.shape != j.refs[i].shape for o, i in zip(outs, failing,
+                                                                                           strict=True)):
+        return None
+    values = np.concatenate([o.ravel() for o in outs])
+    values = values[np.isfinite(values) & (values != 0)]
+    if values.size == 0:
+        return None
+    with np.errstate(all="ignore"):
+        single = values.astype(np.float32)
+        if not np.all(single.astype(np.float64) == values):
+            return None
+        if np.all((single.view(np.uint32) & 0xFFFF) == 0):  # 8 significant bits (these fit float16 too)
+            name, eps = "bfloat16", 2.0**-8
+        elif np.all(single.astype(np.float16).astype(np.float32) == single):
+            name, eps = "float16", 2.0**-11
+        else:
+            name, eps = "float32", 2.0**-24
+        for i in failing:
+            out, ref = j.outputs[i], j.refs[i]
+            scale = float(np.max(np.abs(ref))) if ref.size and np.all(np.isfinite(ref)) else 0.0
+            if not (np.all(np.isfinite(out) == np.isfinite(ref)) and
+                    np.all(np.abs(out - ref)[np.isfinite(ref)] <= 256 * eps * max(scale, 1e-300))):
+                return None
+    return name, 2 * eps
 
 
 def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e-9,
