@@ -954,3 +954,43 @@ def test_vae_kl_torch_in_float32_is_told_to_use_float64():
 
     fb = evaluate("vae.kl-torch", kl32)
     assert not fb.passed and "computes in float32" in fb.message and "float64" in fb.message
+
+
+def _nan_like(n):
+    return lambda *args: np.full(np.shape(args[0])[:-1] + (n,), np.nan) if n else math.nan
+
+
+@pytest.mark.parametrize(("exercise_id", "fn", "words"), [
+    ("gaussians.kl-gauss", lambda m0, s0, m1, s1: math.nan, "σ0, σ1 > 0"),
+    ("numerics.kl-bernoulli", lambda a, b: math.nan, "every log is finite"),
+    ("numerics.kl-bernoulli", lambda a, b: math.nan if a in (0.0, 1.0) or b in (0.0, 1.0) else kl_bern(a, b),
+     "whatever b is"),
+    ("estimation.k3-function", lambda log_q, log_p: math.nan, "r = exp(log p − log q) is positive"),
+    ("em.e-step", lambda x, w, m, c: np.full((len(x), len(w)), np.nan), "logsumexp"),
+    ("distillation.soft-targets", lambda z, T: np.full(np.shape(z), np.nan), "these logits are moderate"),
+])
+def test_the_nan_sentence_fits_the_exercise(exercise_id, fn, words):
+    fb = evaluate(exercise_id, fn)
+    assert not fb.passed and "returns NaN" in fb.message and words in fb.message, fb.message
+    assert "p = 0" not in fb.message  # the generic sentence for probability vectors does not apply here
+
+
+def test_soft_targets_nan_from_overflow_is_explained_as_overflow():
+    def naive(z, T):  # right except that exp(2000 / 2) overflows
+        e = np.exp(np.asarray(z, dtype=float) / T)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    fb = evaluate("distillation.soft-targets", naive)
+    assert not fb.passed and "overflow" in fb.message and "0/0" not in fb.message
+
+
+def test_kl_div_batch_nan_names_log_probabilities_as_target():
+    torch = _torch()
+    from klcourse.exercises.numerics import MODEL_LOGITS, TARGET_LOGITS
+
+    target, model = torch.tensor(TARGET_LOGITS), torch.tensor(MODEL_LOGITS)
+    nll = torch.nn.functional
+    answer = nll.kl_div(nll.log_softmax(model, -1), nll.log_softmax(target, -1), reduction="batchmean").item()
+    assert math.isnan(answer)  # the mistake really gives NaN
+    fb = evaluate("numerics.kl-div-batch", answer)
+    assert fb.misconception == "log-target" and "log_target=True" in fb.message

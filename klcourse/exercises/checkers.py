@@ -68,6 +68,9 @@ LN2, LN10 = math.log(2.0), math.log(10.0)
 KL_NEVER_NEGATIVE = ("A KL divergence is never negative (Gibbs' inequality): check the order of p and q in the "
                      "log ratio and which distribution you average over.")
 
+#: The default end of "Your <function> returns NaN on <case>: …" (divergences of probability vectors p, q).
+NAN_HINT = "look for 0·log 0 (terms with p = 0 contribute 0) or 0/0."
+
 #: Why a divergence is infinite, in the default "should be infinite" message.
 INFINITE_KL = "q = 0 where p > 0"
 
@@ -575,8 +578,10 @@ class NumberChecker:
 
     kind = "number"
 
-    def __init__(self, expected, tolerance: Tolerance, *, unit, misconceptions, negative, infinite_reason):
+    def __init__(self, expected, tolerance: Tolerance, *, unit, misconceptions, negative, infinite_reason,
+                 nan: Misconception | str | None = None):
         self._get = _lazy(expected)
+        self._nan = nan
         self.tolerance = tolerance
         self.unit = unit
         self._extra = tuple(misconceptions)
@@ -588,8 +593,10 @@ class NumberChecker:
         if problem:
             return Verdict(False, problem, INVALID)
         if math.isnan(value):
-            return _with_tolerance(Verdict(False, "Your answer is NaN: look for 0·log 0, log of a negative number "
-                                           "or 0/0."), self.tolerance)
+            if isinstance(self._nan, Misconception):  # the exercise knows the mistake that gives NaN
+                return _with_tolerance(Verdict(False, self._nan.message, WRONG, self._nan.name), self.tolerance)
+            text = self._nan or "look for 0·log 0, log of a negative number or 0/0."
+            return _with_tolerance(Verdict(False, f"Your answer is NaN: {text}"), self.tolerance)
         exp = float(self._get())
         tol = self.tolerance
         if _within(tol, value, exp):
@@ -608,7 +615,8 @@ class NumberChecker:
 
 def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | None = None,
            decimals_: int | None = None, unit: str | None = "nats", misconceptions: Iterable[Misconception] = (),
-           negative: str | None = None, infinite_reason: str = INFINITE_KL) -> NumberChecker:
+           negative: str | None = None, infinite_reason: str = INFINITE_KL,
+           nan: Misconception | str | None = None) -> NumberChecker:
     """Checker for a single number.
 
     Parameters
@@ -628,6 +636,9 @@ def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | 
     negative : str, optional
         The message for a negative answer when the expected value is ≥ 0 (e.g. :data:`KL_NEVER_NEGATIVE`, for
         exercises whose statement says the quantity is a KL divergence). None: the generic message.
+    nan : Misconception or str, optional
+        A NaN answer: the misconception that produces it (its message is shown), or the end of the sentence
+        "Your answer is NaN: …". None: a generic hint (0·log 0, log of a negative number, 0/0).
     """
     if sigfigs is not None:
         tol = significant(sigfigs)
@@ -636,7 +647,7 @@ def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | 
     else:
         tol = relative(rtol, atol)
     return NumberChecker(expected, tol, unit=unit, misconceptions=misconceptions, negative=negative,
-                         infinite_reason=infinite_reason)
+                         infinite_reason=infinite_reason, nan=nan)
 
 
 class ArrayChecker:
@@ -879,8 +890,10 @@ class FunctionChecker:
     kind = "function"
 
     def __init__(self, reference: Callable, cases, *, rtol: float, atol: float, misconceptions, name: str,
-                 diagnose=None, remark=None, allowed=(), infinite_reason: str = INFINITE_KL, seed: int = 12345):
+                 diagnose=None, remark=None, allowed=(), infinite_reason: str = INFINITE_KL, seed: int = 12345,
+                 nan_hint=None):
         self._reference = reference
+        self._nan_hint = nan_hint
         self._make_cases = cases
         self.tolerance = outputs(rtol, atol)
         self._extra = tuple(misconceptions)
@@ -996,8 +1009,9 @@ class FunctionChecker:
                                INVALID)
         for i in failing:
             if np.isnan(j.outputs[i]).any():
-                return Verdict(False, f"Your {name} returns NaN on {j.cases[i].description}: look for 0·log 0 "
-                               "(terms with p = 0 contribute 0) or 0/0.")
+                hint = self._nan_hint(j.cases[i]) if callable(self._nan_hint) else self._nan_hint
+                hint = hint or NAN_HINT
+                return Verdict(False, f"Your {name} returns NaN on {j.cases[i].description}: {hint}")
         return None
 
     def _misconception(self, misconceptions, j: Judged, where=lambda case: True):
@@ -1064,7 +1078,7 @@ def _low_precision(j: Judged) -> tuple[str, float] | None:
 
 def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e-9,
              misconceptions: Iterable[Misconception] = (), name: str = "function", diagnose=None, remark=None,
-             allowed: Iterable[str] = (), infinite_reason: str = INFINITE_KL) -> FunctionChecker:
+             allowed: Iterable[str] = (), infinite_reason: str = INFINITE_KL, nan_hint=None) -> FunctionChecker:
     """Checker for "implement a function" exercises.
 
     Parameters
@@ -1085,9 +1099,13 @@ def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e
         ``remark(judged) -> str`` appended to the "correct" message (e.g. a precision note).
     allowed : iterable of str
         klcourse functions the statement lets the learner call (qualified names); any other is rejected.
+    nan_hint : str or callable, optional
+        Ends the sentence "Your <name> returns NaN on <case>: …" (a callable receives the Case). None:
+        :data:`NAN_HINT`, written for divergences of probability vectors p, q.
     """
     return FunctionChecker(reference, cases, rtol=rtol, atol=atol, misconceptions=misconceptions, name=name,
-                           diagnose=diagnose, remark=remark, allowed=allowed, infinite_reason=infinite_reason)
+                           diagnose=diagnose, remark=remark, allowed=allowed, infinite_reason=infinite_reason,
+                           nan_hint=nan_hint)
 
 
 # --------------------------------------------------------------------------- choices and open answers

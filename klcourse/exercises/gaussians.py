@@ -137,6 +137,7 @@ register(
         kl_normal,
         kl_gauss_cases,
         name="kl_gauss",
+        nan_hint="every case has σ0, σ1 > 0, so look for a log or square root of a negative number or a 0/0.",
         misconceptions=[
             swapped(lambda m0, s0, m1, s1: kl_normal(m1, s1, m0, s0)),
             sigma_for_variance(_kl_gauss_variances),
