@@ -457,3 +457,24 @@ def test_new_exercises_have_hints_without_the_answer():
         assert 2 <= len(hints_module.HINTS[eid]) <= 3
     text = " ".join(hints_module.HINTS["gaussians.poisson-by-hand"] + hints_module.HINTS["gaussians.gamma-waiting"])
     assert "0.38" not in text and "0.752" not in text
+
+
+# ------------------------------------------------------------------ log base in kl-gauss
+def test_kl_gauss_in_bits_is_named():
+    assert_misconception("gaussians.kl-gauss", lambda m0, s0, m1, s1: kl_textbook(m0, s0, m1, s1) / math.log(2),
+                         "bits")
+
+
+def test_kl_gauss_with_log2_in_the_log_term_is_named():
+    def log2_term(m0, s0, m1, s1):
+        return math.log2(s1 / s0) + (s0**2 + (m0 - m1) ** 2) / (2 * s1**2) - 0.5
+
+    assert_misconception("gaussians.kl-gauss", log2_term, "log2")
+
+
+# ------------------------------------------------------------------ vae-term swapped
+def test_vae_term_with_the_prior_first_is_named_swapped():
+    mu, var = np.array(ex.VAE_MU), np.exp(np.array(ex.VAE_LOGVAR))
+    # D(N(0, 1) ‖ N(mu, var)) per dimension, summed: by quadrature, independent of the closed form
+    reverse = sum(kl_quad(0.0, 1.0, m, math.sqrt(v)) for m, v in zip(mu, var, strict=True))
+    assert_misconception("gaussians.vae-term", round(reverse, 4), "swapped")

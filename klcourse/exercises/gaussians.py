@@ -125,6 +125,10 @@ def _kl_gauss_unsquared(mu0, s0, mu1, s1):
     return math.log(s1 / s0) + (s0 + (mu0 - mu1) ** 2) / (2 * s1) - 0.5
 
 
+def _kl_gauss_log2(mu0, s0, mu1, s1):
+    return math.log2(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5
+
+
 def _kl_gauss_log10(mu0, s0, mu1, s1):
     return math.log10(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5
 
@@ -146,6 +150,10 @@ register(
             Misconception("log10", _kl_gauss_log10,
                           "The log term looks like a base-10 logarithm; KL in nats uses the natural log "
                           "(math.log / np.log)."),
+            unit_misconceptions(kl_normal, "nats")[0],  # the whole KL in bits
+            Misconception("log2", _kl_gauss_log2,
+                          "The log term looks like a base-2 logarithm (bits); KL in nats uses the natural log "
+                          "(math.log / np.log)."),
         ],
     ),
 )
@@ -156,6 +164,12 @@ def vae_term_expected() -> float:
     """D(N(mu, diag exp(logvar)) || N(0, I)) summed over the latent dimensions."""
     mu, logvar = np.array(VAE_MU), np.array(VAE_LOGVAR)
     return kl_diag_normal(mu, np.exp(0.5 * logvar), np.zeros_like(mu), np.ones_like(mu))
+
+
+def _vae_term_swapped() -> float:
+    """D(N(0, I) ‖ N(mu, diag exp(logvar))): the prior first."""
+    mu, logvar = np.array(VAE_MU), np.array(VAE_LOGVAR)
+    return kl_diag_normal(np.zeros_like(mu), np.ones_like(mu), mu, np.exp(0.5 * logvar))
 
 
 def _vae_logvar_as_logsigma() -> float:
@@ -176,6 +190,7 @@ register(
                           "That is the mean over the latent dimensions. The KL of a diagonal Gaussian is the "
                           "sum of the per-dimension KLs (independent coordinates add)."),
             sigma_for_variance(_vae_logvar_as_logsigma),
+            swapped(_vae_term_swapped),
             forgot_half(lambda: vae_term_expected() + len(VAE_MU) / 2),
             Misconception("factor-of-two", lambda: 2 * vae_term_expected(),
                           "Twice the right value: the bracket Σ(σ² + μ² − 1 − log σ²) is multiplied by 1/2."),

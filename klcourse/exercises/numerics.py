@@ -33,6 +33,7 @@ from klcourse.exercises.checkers import (
     predicate,
     sum_vs_mean,
     swapped,
+    unit_misconceptions,
 )
 from klcourse.exercises.core import WRONG, Verdict, register
 from klcourse.gaussians import kl_normal
@@ -149,6 +150,11 @@ def _diagnose_bernoulli(j: Judged) -> Verdict | None:
     for _, got, _ in j.output("infinite"):
         if not isinstance(got, str) and got.size == 1 and np.isfinite(got).all():
             return Verdict(False, _CLIPPED, WRONG, "clipped")
+    # bits or log10 instead of nats, judged where a and b are well apart (a log-base slip may also lose digits
+    # on the near pairs, which must not hide it)
+    m = j.match(unit_misconceptions(kl_bernoulli, "nats"), where=lambda case: case.tag in ("separated", "edges"))
+    if m is not None:
+        return Verdict(False, m.message, WRONG, m.name)
     failing = j.failing()
     if failing and all(j.cases[i].tag == "near" for i in failing):
         return Verdict(False, _CANCELLATION, WRONG, "cancellation")
