@@ -235,9 +235,12 @@ def test_register_rejects_bad_ids_kinds_and_duplicates(scratch):
         register("scratch.kind", title="t", kind="essay", checker=number(1.0))
 
 
-def test_unknown_exercise_id_names_the_problem():
-    with pytest.raises(KeyError, match="no exercise"):
-        check("definitions.no-such-exercise", 1.0)
+def test_unknown_exercise_id_names_the_problem(capsys):
+    with pytest.raises(KeyError, match="no exercise"):  # the programmatic API (the grader) raises
+        evaluate("definitions.no-such-exercise", 1.0)
+    fb = check("definitions.no-such-exercise", 1.0)  # a learner's typo gets a sentence
+    assert not fb.passed and fb.status == "invalid" and "definitions.kl-in-bits" in fb.message
+    assert "There is no exercise" in capsys.readouterr().out
 
 
 def test_check_prints_outside_jupyter_and_returns_feedback(scratch, capsys):
@@ -694,3 +697,300 @@ def test_uses_klcourse_does_not_wander_into_installed_libraries():
     start = time.perf_counter()
     assert uses_klcourse(model) is None
     assert time.perf_counter() - start < 1.0
+
+
+# ---------------------------------------------------------------- learner-feedback audit
+def _complex_kl(p, q):
+    return complex(_kl_reference(p, q), 2.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: np.complex128(v + 5j),
+    lambda v: np.array([v + 5j]),
+    lambda v: _torch().tensor(v + 5j),
+    lambda v: v + 5j,
+    lambda v: np.complex64(v),  # zero imaginary part: rejected too (a real quantity never needs complex numbers)
+    lambda v: [np.complex128(v)],
+], ids=["np-complex128", "np-array", "torch", "python", "zero-imag", "list"])
+def test_a_complex_number_answer_is_rejected_with_one_sentence(scratch, make):
+    value = kl_bern(0.3, 0.6)
+    eid = scratch("cplx", title="t", kind="number", checker=number(value, sigfigs=3))
+    fb = evaluate(eid, make(value))
+    assert not fb.passed and fb.status == "invalid"
+    assert "complex" in fb.message and "real" in fb.message and "Error" not in fb.message
+
+
+def test_a_complex_array_answer_is_rejected(scratch):
+    expected = np.array([kl_bern(0.3, 0.6), kl_bern(0.6, 0.3)])
+    eid = scratch("cplxarr", title="t", kind="array", checker=array(expected, sigfigs=3))
+    for answer in (expected + np.array([3j, -1j]), _torch().tensor(expected + 1j), list(expected + 0j)):
+        fb = evaluate(eid, answer)
+        assert not fb.passed and fb.status == "invalid" and "complex" in fb.message
+
+
+@pytest.mark.parametrize("fn", [
+    _complex_kl,
+    lambda p, q: np.complex128(_kl_reference(p, q) + 1j),
+    lambda p, q: np.array([_kl_reference(p, q) + 0j])[0],
+    lambda p, q: _torch().tensor(_kl_reference(p, q) + 1j),
+], ids=["python", "numpy", "numpy-zero-imag", "torch"])
+def test_a_function_returning_complex_numbers_is_rejected(scratch, fn):
+    eid = scratch("cplxfn", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    fb = evaluate(eid, fn)
+    assert not fb.passed and fb.status == "invalid" and "complex" in fb.message
+    assert run_case(fn, CASES[0]) == "returned complex"  # the grader's plain data keeps its documented form
+
+
+def test_a_registered_exercise_rejects_its_answer_with_an_imaginary_part():
+    exercise = get_exercise("definitions.kl-in-bits")
+    fb = evaluate(exercise.id, np.complex128(float(_expected_of(exercise.checker)) + 5j))
+    assert not fb.passed and "complex" in fb.message
+
+
+def _exits(p, q):
+    import sys
+
+    sys.exit(3)
+
+
+def _exits_quietly(p, q):
+    raise SystemExit
+
+
+def _interrupted(p, q):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("fn", [_exits, _exits_quietly], ids=["sys.exit(3)", "SystemExit"])
+def test_a_function_calling_exit_gets_a_sentence_not_a_systemexit(scratch, fn):
+    eid = scratch("exits", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    fb = evaluate(eid, fn)
+    assert not fb.passed and "called exit()" in fb.message and "return the result" in fb.message
+    out = run_case(fn, CASES[0])  # the grader's plain data keeps the documented "raised <ExcType>: <msg>" form
+    assert isinstance(out, str) and out.startswith("raised SystemExit:")
+    assert run_case(_exits, CASES[0]) == "raised SystemExit: 3"
+
+
+def test_exit_inside_a_checker_is_caught_by_evaluate_but_keyboard_interrupt_is_not(scratch):
+    def leaves(answer):
+        raise SystemExit(answer)
+
+    eid = scratch("exitpred", title="t", kind="counterexample", checker=predicate(leaves))
+    fb = evaluate(eid, 1)
+    assert not fb.passed and fb.status == "invalid" and "called exit()" in fb.message
+    eid = scratch("interrupt", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(eid, _interrupted)
+
+
+@pytest.mark.parametrize("given", ["DEFINITIONS.KL-IN-BITS", " definitions.kl-in-bits", "Definitions.Kl-In-Bits\n"])
+def test_exercise_ids_ignore_case_and_surrounding_spaces(given):
+    exercise = get_exercise("definitions.kl-in-bits")
+    fb = check(given, float(_expected_of(exercise.checker)))
+    assert fb.passed and fb.exercise_id == "definitions.kl-in-bits"
+
+
+@pytest.mark.parametrize(("given", "answer", "words"), [
+    ("definitions.kl-in-bit", 1.0, 'did you mean "definitions.kl-in-bits"'),
+    ("definitions.kl_in_bits", 1.0, 'did you mean "definitions.kl-in-bits"'),
+    ("gaussians.zzz", 1.0, '"gaussians.kl-gauss"'),  # no close name: the chapter's exercises
+    ("nochapter", 1.0, "list_exercises()"),
+    (None, 1, "must be the exercise id, a string"),
+    (3, 1, "must be the exercise id, a string"),
+    (0.5, "definitions.kl-in-bits", 'swapped: the exercise id comes first, check("definitions.kl-in-bits"'),
+])
+def test_a_bad_exercise_id_gets_one_sentence_not_an_exception(capsys, given, answer, words):
+    before = len(core._RESULTS)
+    fb = check(given, answer)
+    assert not fb.passed and fb.status == "invalid" and words in fb.message
+    assert "Error" not in fb.message and fb.message.count(". ") <= 1
+    assert words in capsys.readouterr().out
+    assert len(core._RESULTS) == before  # not an answer to any exercise: the grader's record is untouched
+
+
+@pytest.mark.parametrize(("kind", "answer"), [("number", 10**400), ("number", [10**400]), ("number", -(10**400)),
+                                              ("array", [10**400, 1.0])])
+def test_an_int_too_large_for_a_float_gets_a_sentence(scratch, kind, answer):
+    make = number(0.5) if kind == "number" else array([0.5, 0.5])
+    eid = scratch(f"huge{kind}", title="t", kind=kind, checker=make)
+    fb = evaluate(eid, answer)
+    assert fb.status == "invalid" and "too large for a floating-point number" in fb.message
+    assert "OverflowError" not in fb.message
+
+
+def test_a_function_returning_a_huge_int_gets_a_sentence(scratch):
+    eid = scratch("hugefn", title="t", kind="function", checker=function(_kl_reference, CASES, name="kl"))
+    fb = evaluate(eid, lambda p, q: 10**400)
+    assert fb.status == "invalid" and "too large for a floating-point number" in fb.message
+    assert run_case(lambda p, q: 10**400, CASES[0]) == "returned a number too large for a float"
+
+
+def _pair_test(answer):
+    p, q = np.asarray(answer[0], dtype=float), np.asarray(answer[1], dtype=float)
+    return bool(p.sum() == 1 and q.sum() == 1), "checked"
+
+
+@pytest.mark.parametrize(("answer", "needle"), [
+    ({"p": [1, 0], "q": [0.5, 0.5]}, "Your answer is a dict; give a tuple or list"),
+    ({(1, 0), (0.5, 0.5)}, "Your answer is a set; give a tuple or list"),
+    (([1, 0], {0.5}), "Your answer contains a set"),
+])
+def test_a_dict_or_set_for_a_pair_gets_a_sentence_not_the_exception(scratch, answer, needle):
+    eid = scratch("pairdict", title="t", kind="counterexample", checker=predicate(_pair_test))
+    fb = evaluate(eid, answer)
+    assert fb.status == "invalid" and needle in fb.message
+    assert "KeyError" not in fb.message and "subscriptable" not in fb.message and "float()" not in fb.message
+
+
+@pytest.mark.parametrize("exercise_id", ["asymmetry.infinite-one-way", "relatives.reverse-pinsker"])
+def test_registered_pair_exercises_answer_a_dict_with_a_sentence(exercise_id):
+    fb = evaluate(exercise_id, {"p": [0.5, 0.5], "q": [1.0, 0.0]})
+    assert fb.status == "invalid" and "Your answer is a dict" in fb.message
+
+
+def _coarse_checker():
+    # expected 0.9486 (sqrt(0.9)); a mistake gives 0.89993, another the trivial 1 (values independent of klcourse)
+    expected = math.sqrt(0.9)
+    return number(expected, sigfigs=3, unit=None, misconceptions=[
+        Misconception("forgot-sqrt", 0.89993, "You left out the square root."),
+        Misconception("trivial-one", 1.0, "1 is the trivial bound."),
+    ])
+
+
+@pytest.mark.parametrize(("answer", "misconception", "words", "absent"), [
+    # right at the digits given, and no mistake gives these digits: the rounding sentence alone
+    (0.95, "too-few-digits", "give more digits", "square root"),
+    # right at the digits given (0.9486 -> 0.9) but 0.900 is also the mistake to 3 figures: rounding first,
+    # the mistake only as a condition (before the fix: "You left out the square root." alone)
+    (0.9, "too-few-digits", "give more digits: 3 significant figures are needed. If more digits leave your "
+                            "answer as it is: You left out the square root.", None),
+    # the digits given match the mistake and not the expected value: the mistake
+    (0.8999, "forgot-sqrt", "You left out the square root.", "give more digits"),
+    # 1 keeps no significant figure of 0.9486: not a rounding of it, but the trivial bound
+    (1.0, "trivial-one", "1 is the trivial bound.", "give more digits"),
+])
+def test_a_coarse_right_answer_is_asked_for_digits_before_a_misconception_is_named(scratch, answer, misconception,
+                                                                                    words, absent):
+    eid = scratch("coarse", title="t", kind="number", checker=_coarse_checker())
+    fb = evaluate(eid, answer)
+    assert not fb.passed and fb.misconception == misconception and words in fb.message
+    assert absent is None or absent not in fb.message
+
+
+@pytest.mark.parametrize(("exercise_id", "coarse"), [("relatives.tv-bound", 0.9), ("gaussians.fisher-approx", 0.001)])
+def test_registered_coarse_right_answers_get_the_rounding_sentence_first(exercise_id, coarse):
+    expected = float(_expected_of(get_exercise(exercise_id).checker))
+    assert abs(coarse - expected) <= 0.5 * 10.0 ** math.floor(math.log10(coarse))  # coarse is expected, rounded
+    fb = evaluate(exercise_id, coarse)
+    assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
+
+
+def test_a_coarse_right_array_is_asked_for_digits_before_a_misconception(scratch):
+    expected = np.array([math.sqrt(0.9), 0.25])
+    eid = scratch("coarsearr", title="t", kind="array", checker=array(expected, sigfigs=3, misconceptions=[
+        Misconception("forgot-sqrt", np.array([0.89993, 0.25]), "You left out the square root.")]))
+    fb = evaluate(eid, [0.9, 0.25])
+    assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
+    assert evaluate(eid, [0.8999, 0.25]).misconception == "forgot-sqrt"
+
+
+def _stated_pct(message: str) -> tuple[float, float]:
+    import re
+
+    off = float(re.search(r"off by about ([0-9.e+-]+)%", message).group(1))
+    accepted = float(re.search(r"within ([0-9.e+-]+)%", message).group(1))
+    return off, accepted
+
+
+@pytest.mark.parametrize("factor", [1 - 1.4e-4, 1 + 1.04e-4, 1 - 1.9e-4, 1.3e-4 + 1])
+def test_a_rejected_answer_is_never_said_to_be_off_by_no_more_than_the_tolerance(scratch, factor):
+    value = kl_bern(0.3, 0.6)
+    eid = scratch("nearrtol", title="t", kind="number", checker=number(value, rtol=1e-4))
+    fb = evaluate(eid, value * factor)
+    assert not fb.passed
+    off, accepted = _stated_pct(fb.message)
+    assert accepted == pytest.approx(0.01) and off > accepted, fb.message
+
+
+def test_relatives_mi_bits_near_miss_states_an_error_above_the_tolerance():
+    exercise = get_exercise("relatives.mi-bits")
+    expected = float(_expected_of(exercise.checker))
+    fb = evaluate(exercise.id, expected * (1 - 1.4e-4))  # the audit's 1.416 is about this far off
+    off, accepted = _stated_pct(fb.message)
+    assert not fb.passed and off > accepted, fb.message
+
+
+def test_function_and_array_errors_near_the_tolerance_are_stated_above_it(scratch):
+    expected = np.array([kl_bern(0.3, 0.6), kl_bern(0.6, 0.3)])
+    eid = scratch("nearrtolarr", title="t", kind="array", checker=array(expected, rtol=1e-4))
+    fb = evaluate(eid, expected * (1 + 1.2e-4))
+    assert not fb.passed and "about 0.012%" in fb.message and "within 0.01%" in fb.message
+
+
+@pytest.mark.parametrize(("dtype", "words"), [("float32", "computes in float32"), ("float16", "computes in float16"),
+                                              ("bfloat16", "computes in bfloat16")])
+def test_a_function_computing_in_low_precision_is_told_so(scratch, dtype, words):
+    torch = _torch()
+    eid = scratch(f"low{dtype}", title="t", kind="function",
+                  checker=function(_kl_reference, CASES, rtol=1e-9, atol=1e-12, name="kl"))
+    fb = evaluate(eid, lambda p, q: torch.tensor(_kl_reference(p, q), dtype=getattr(torch, dtype)))
+    assert not fb.passed and fb.misconception == "low-precision" and words in fb.message
+    assert "float64" in fb.message and "largest relative error" not in fb.message
+
+
+def test_a_float64_result_off_by_a_tiny_amount_is_not_called_float32(scratch):
+    eid = scratch("tiny64", title="t", kind="function",
+                  checker=function(_kl_reference, CASES, rtol=1e-9, atol=1e-12, name="kl"))
+    fb = evaluate(eid, lambda p, q: _kl_reference(p, q) * (1 + 3e-8) + 1e-9)
+    assert not fb.passed and fb.misconception is None and "float32" not in fb.message
+
+
+def test_vae_kl_torch_in_float32_is_told_to_use_float64():
+    torch = _torch()
+
+    def kl32(mu, logvar):  # the right formula, computed in single precision
+        mu, logvar = mu.float(), logvar.float()
+        return 0.5 * torch.sum(torch.exp(logvar) + mu**2 - 1 - logvar, dim=-1)
+
+    fb = evaluate("vae.kl-torch", kl32)
+    assert not fb.passed and "computes in float32" in fb.message and "float64" in fb.message
+
+
+def _nan_like(n):
+    return lambda *args: np.full(np.shape(args[0])[:-1] + (n,), np.nan) if n else math.nan
+
+
+@pytest.mark.parametrize(("exercise_id", "fn", "words"), [
+    ("gaussians.kl-gauss", lambda m0, s0, m1, s1: math.nan, "σ0, σ1 > 0"),
+    ("numerics.kl-bernoulli", lambda a, b: math.nan, "every log is finite"),
+    ("numerics.kl-bernoulli", lambda a, b: math.nan if a in (0.0, 1.0) or b in (0.0, 1.0) else kl_bern(a, b),
+     "whatever b is"),
+    ("estimation.k3-function", lambda log_q, log_p: math.nan, "r = exp(log p − log q) is positive"),
+    ("em.e-step", lambda x, w, m, c: np.full((len(x), len(w)), np.nan), "logsumexp"),
+    ("distillation.soft-targets", lambda z, T: np.full(np.shape(z), np.nan), "these logits are moderate"),
+])
+def test_the_nan_sentence_fits_the_exercise(exercise_id, fn, words):
+    fb = evaluate(exercise_id, fn)
+    assert not fb.passed and "returns NaN" in fb.message and words in fb.message, fb.message
+    assert "p = 0" not in fb.message  # the generic sentence for probability vectors does not apply here
+
+
+def test_soft_targets_nan_from_overflow_is_explained_as_overflow():
+    def naive(z, T):  # right except that exp(2000 / 2) overflows
+        e = np.exp(np.asarray(z, dtype=float) / T)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    fb = evaluate("distillation.soft-targets", naive)
+    assert not fb.passed and "overflow" in fb.message and "0/0" not in fb.message
+
+
+def test_kl_div_batch_nan_names_log_probabilities_as_target():
+    torch = _torch()
+    from klcourse.exercises.numerics import MODEL_LOGITS, TARGET_LOGITS
+
+    target, model = torch.tensor(TARGET_LOGITS), torch.tensor(MODEL_LOGITS)
+    nll = torch.nn.functional
+    answer = nll.kl_div(nll.log_softmax(model, -1), nll.log_softmax(target, -1), reduction="batchmean").item()
+    assert math.isnan(answer)  # the mistake really gives NaN
+    fb = evaluate("numerics.kl-div-batch", answer)
+    assert fb.misconception == "log-target" and "log_target=True" in fb.message

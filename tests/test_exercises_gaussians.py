@@ -185,6 +185,15 @@ def test_fisher_quadratic_ratio_tends_to_one():
 )
 def test_fisher_approx_names_misconceptions(wrong, name):
     assert ex.FISHER_POINT == (0.0, 0.5) and ex.FISHER_STEP == (0.02, 0.01)
+    if name == "fisher-sigma-entry":
+        # this mistake gives exactly 0.001, which is also the right answer (0.0012) rounded to one figure: the
+        # digits cannot tell them apart, so "give more digits" comes first and the mistake follows as a condition
+        right = 0.5 * (0.02**2 / 0.25 + 2 * 0.01**2 / 0.25)
+        assert round(right, 3) == wrong
+        fb = evaluate("gaussians.fisher-approx", wrong)
+        assert fb.misconception == "too-few-digits" and fb.message.startswith("Right to the digits you gave")
+        assert "The σ-entry of the Fisher matrix is 2/σ²" in fb.message
+        return
     assert_misconception("gaussians.fisher-approx", wrong, name)
 
 
@@ -252,6 +261,28 @@ def test_equal_mse_accepts_a_valid_counterexample():
 def test_equal_mse_rejects_bad_counterexamples(answer, status, needle):
     fb = evaluate("gaussians.equal-mse", answer)
     assert not fb.passed and fb.status == status and needle in fb.message
+
+
+def test_equal_mse_accepts_the_two_pairs_as_a_2x4_array_or_tensor():
+    import torch
+
+    rows = [[0, 0.01, 0, 0.51], [0, 1.0, 0, 1.5]]  # each row one pair; the book's own answer
+    assert kl_quad(*rows[0]) > 10 * kl_quad(*rows[1])
+    assert evaluate("gaussians.equal-mse", np.array(rows)).passed
+    assert evaluate("gaussians.equal-mse", torch.tensor(rows)).passed
+    fb = evaluate("gaussians.equal-mse", np.array(rows).T)
+    assert fb.status == "invalid" and "shape (2, 4)" in fb.message and "(4, 2)" in fb.message
+
+
+@pytest.mark.parametrize(("answer", "needle"), [
+    (({"mu0": 0, "sigma0": 1, "mu1": 0, "sigma1": 2}, (0, 1, 0, 3)), "contains a dict"),
+    ({(0, 1, 0, 2), (0, 1, 0, 3)}, "is a set"),
+    (((10**400, 1, 10**400, 1), (0, 1, 0, 2)), "too large for a floating-point number"),
+])
+def test_equal_mse_dicts_sets_and_huge_ints_get_plain_sentences(answer, needle):
+    fb = evaluate("gaussians.equal-mse", answer)
+    assert fb.status == "invalid" and needle in fb.message
+    assert "float()" not in fb.message and "Error" not in fb.message
 
 
 # ------------------------------------------------------------------ halve-or-double
@@ -426,3 +457,24 @@ def test_new_exercises_have_hints_without_the_answer():
         assert 2 <= len(hints_module.HINTS[eid]) <= 3
     text = " ".join(hints_module.HINTS["gaussians.poisson-by-hand"] + hints_module.HINTS["gaussians.gamma-waiting"])
     assert "0.38" not in text and "0.752" not in text
+
+
+# ------------------------------------------------------------------ log base in kl-gauss
+def test_kl_gauss_in_bits_is_named():
+    assert_misconception("gaussians.kl-gauss", lambda m0, s0, m1, s1: kl_textbook(m0, s0, m1, s1) / math.log(2),
+                         "bits")
+
+
+def test_kl_gauss_with_log2_in_the_log_term_is_named():
+    def log2_term(m0, s0, m1, s1):
+        return math.log2(s1 / s0) + (s0**2 + (m0 - m1) ** 2) / (2 * s1**2) - 0.5
+
+    assert_misconception("gaussians.kl-gauss", log2_term, "log2")
+
+
+# ------------------------------------------------------------------ vae-term swapped
+def test_vae_term_with_the_prior_first_is_named_swapped():
+    mu, var = np.array(ex.VAE_MU), np.exp(np.array(ex.VAE_LOGVAR))
+    # D(N(0, 1) ‖ N(mu, var)) per dimension, summed: by quadrature, independent of the closed form
+    reverse = sum(kl_quad(0.0, 1.0, m, math.sqrt(v)) for m, v in zip(mu, var, strict=True))
+    assert_misconception("gaussians.vae-term", round(reverse, 4), "swapped")

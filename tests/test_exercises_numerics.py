@@ -467,3 +467,19 @@ def test_condition_number_hints_point_to_the_formula_not_to_the_answering_call()
     texts = hints_module.HINTS["numerics.condition-number"]
     assert not any("kl_discrete_condition" in t for t in texts)
     assert "κ_F" in texts[-1]
+
+
+# --------------------------------------------------------------------------- log base in kl-bernoulli
+@pytest.mark.parametrize(("base", "name"), [(2.0, "bits"), (10.0, "log10")])
+def test_kl_bernoulli_in_another_log_base_is_named(base, name):
+    def in_base(a, b):  # the exact answer (50-digit arithmetic) in the wrong unit
+        return kl_bernoulli_mpmath(a, b) / math.log(base)
+
+    assert_misconception("numerics.kl-bernoulli", in_base, name)
+
+
+def test_kl_bernoulli_in_bits_is_named_even_when_it_also_cancels():
+    def textbook_bits(a, b):  # the textbook form in bits: it loses digits when a ~ b as well
+        return kl_bernoulli_textbook_guarded(a, b) / math.log(2)
+
+    assert_misconception("numerics.kl-bernoulli", textbook_bits, "bits")

@@ -65,6 +65,12 @@ def test_hint_for_an_unknown_exercise_names_the_chapter_exercises():
         hint("gaussians.no-such-exercise")
 
 
+def test_hint_ignores_case_and_surrounding_spaces_of_the_id():
+    shown = hint(" Gaussians.KL-by-hand ", 2)
+    assert shown.exercise_id == "gaussians.kl-by-hand" and shown.number == 2
+    assert shown.text == hint("gaussians.kl-by-hand", 2).text
+
+
 def _accepted(exercise, value) -> bool:
     return evaluate(exercise.id, value).passed
 

@@ -13,7 +13,8 @@ Tolerances
 ----------
 * "by hand" numbers (``number(..., sigfigs=3)``): an answer rounded to 3 significant figures, i.e. within half
   a unit in the 3rd significant figure of the expected value, is right — and so is any more precise one. An
-  answer rounded to fewer figures that is otherwise right gets "right to the digits you gave — give more digits";
+  answer rounded to fewer figures that is otherwise right gets "right to the digits you gave — give more digits",
+  before any misconception is named (one it also matches is added as a condition: see ``_rounding_message``);
 * computed numbers: ``rtol`` relative (an expected 0 is compared absolutely with ``atol``);
 * functions: every output within ``rtol`` relative or ``atol`` absolute, **shapes first**: a result of shape
   (1,) where a single number (shape ()) is expected is rejected with that sentence, not compared;
@@ -66,6 +67,9 @@ LN2, LN10 = math.log(2.0), math.log(10.0)
 #: The hint for a negative answer, for exercises whose statement says the quantity is a KL divergence.
 KL_NEVER_NEGATIVE = ("A KL divergence is never negative (Gibbs' inequality): check the order of p and q in the "
                      "log ratio and which distribution you average over.")
+
+#: The default end of "Your <function> returns NaN on <case>: …" (divergences of probability vectors p, q).
+NAN_HINT = "look for 0·log 0 (terms with p = 0 contribute 0) or 0/0."
 
 #: Why a divergence is infinite, in the default "should be infinite" message.
 INFINITE_KL = "q = 0 where p > 0"
@@ -234,8 +238,9 @@ def _last_digit(x: float) -> int:
 def _too_few_digits(tol: Tolerance, answer, expected) -> bool:
     """Right except that it was rounded more coarsely than the tolerance allows (checked on every wrong entry).
 
-    An entry qualifies when it is the expected value rounded at the position of its own last digit, and that
-    position is coarser than the tolerance's (e.g. 0.18 for 0.18324 with 3 significant figures; not 0.9 for 1.07).
+    An entry qualifies when it is the expected value rounded at the position of its own last digit, that
+    position is coarser than the tolerance's (e.g. 0.18 for 0.18324 with 3 significant figures; not 0.9 for 1.07)
+    and it keeps at least the leading significant figure (not 1 for 0.9486: no figure of 0.9486 is left in 1).
     """
     if tol.kind not in ("sigfigs", "decimals"):
         return False
@@ -257,33 +262,61 @@ def _too_few_digits(tol: Tolerance, answer, expected) -> bool:
         needed = 2 * float(_half_unit(tol, np.array(y)))
         if step <= needed * (1 + 1e-9) or abs(x - y) > 0.5 * step * (1 + 1e-9):
             return False
+        if step > float(_unit(np.array(abs(y)), 1)) * (1 + 1e-9):  # no significant figure of y survives
+            return False
     return True
 
 
-def _rounding_message(tol: Tolerance) -> str:
+def _rounding_message(tol: Tolerance, also: Misconception | None = None) -> str:
+    """"Give more digits"; with ``also``, the misconception the same digits match (a coarse answer fits both).
+
+    The rounding sentence comes first: at the digits given the answer agrees with the expected value, so a
+    mistake cannot be claimed. But when the answer also matches a misconception to the full tolerance, more
+    digits could leave it unchanged (0.001 written as 0.00100 is the same number), so that mistake is named too —
+    as a condition, not a verdict.
+    """
     what = "significant figures" if tol.kind == "sigfigs" else "decimal places"
-    return f"Right to the digits you gave — give more digits: {tol.digits} {what} are needed."
+    text = f"Right to the digits you gave — give more digits: {tol.digits} {what} are needed."
+    if also is not None:
+        text += f" If more digits leave your answer as it is: {also.message}"
+    return text
 
 
 # --------------------------------------------------------------------------- how far (never the value)
-def _about(x: float) -> str:
-    """A number rounded to one significant figure, for "how far" messages."""
+def _about(x: float, above: float = 0.0) -> str:
+    """A number rounded to one significant figure, for "how far" messages.
+
+    With ``above`` (the stated tolerance, in the same unit), more figures are used until the rounded number
+    exceeds it, so that a rejected answer is never said to be "off by about 0.01%" next to "Accepted: within
+    0.01%". (A rejected answer's error exceeds the tolerance, so a few figures always suffice.)
+    """
     if x == 0:
         return "0"
-    text = f"{x:.0e}"
-    mantissa, exponent = text.split("e")
-    value = float(mantissa) * 10.0 ** int(exponent)
-    return f"{value:.10g}" if 1e-4 <= value < 1e6 else f"{value:.0e}"
+    for digits in range(1, 7):
+        text = f"{x:.{digits - 1}e}"
+        mantissa, exponent = text.split("e")
+        value = float(mantissa) * 10.0 ** int(exponent)
+        if value > above * (1 + 1e-12):
+            break
+    return f"{value:.10g}" if 1e-4 <= value < 1e6 else f"{value:.{digits - 1}e}"
 
 
-def _scalar_distance(a: float, e: float, reason: str = INFINITE_KL) -> str:
+def _floors(tol: Tolerance | None) -> tuple[float, float]:
+    """The stated relative tolerance in percent and the absolute one (0 where the tolerance states none)."""
+    if tol is None or tol.kind not in ("relative", "outputs"):
+        return 0.0, 0.0
+    return 100 * tol.rtol, tol.atol if tol.kind == "outputs" else 0.0
+
+
+def _scalar_distance(a: float, e: float, reason: str = INFINITE_KL, tol: Tolerance | None = None) -> str:
     """How far a finite-or-infinite answer is from the expected value, without revealing it."""
+    pct_floor, abs_floor = _floors(tol)
     if math.isinf(e) and not (math.isinf(a) and (a > 0) == (e > 0)):
         return f"should be infinite ({reason})" if e > 0 else "should be −∞"
     if math.isinf(a) and not math.isinf(e):
         return "is infinite but should be finite"
     if e == 0:
-        return f"is off by about {_about(abs(a))} (absolute difference)"
+        return f"is off by about {_about(abs(a), abs_floor)} (absolute difference)"
     if a * e < 0:
         return "has the wrong sign"
     if a == 0:
@@ -295,7 +328,7 @@ def _scalar_distance(a: float, e: float, reason: str = INFINITE_KL) -> str:
     if ratio <= 0.5:
         return f"is too small{size} by a factor of about {_about(1 / ratio)}"
     direction = "too large" if a > e else "too small"
-    return f"is {direction}, off by about {_about(100 * abs(ratio - 1))}% (relative)"
+    return f"is {direction}, off by about {_about(100 * abs(ratio - 1), pct_floor)}% (relative)"
 
 
 def _array_distance(a: np.ndarray, e: np.ndarray, tol: Tolerance, reason: str = INFINITE_KL) -> str:
@@ -308,16 +341,17 @@ def _array_distance(a: np.ndarray, e: np.ndarray, tol: Tolerance, reason: str = 
     if inf_wrong:
         i = inf_wrong[0]
         where = f"entry {np.unravel_index(i, a.shape)}" if a.ndim > 1 else f"entry {i}"
-        return f"{n_wrong} of {n} entries are wrong; {where} {_scalar_distance(flat_a[i], flat_e[i], reason)}"
+        return (f"{n_wrong} of {n} entries are wrong; {where} "
+                f"{_scalar_distance(flat_a[i], flat_e[i], reason, tol)}")
     with np.errstate(all="ignore"):
         zero = flat_e[idx] == 0
         rel = np.where(zero, 0.0, np.abs(flat_a[idx] - flat_e[idx]) / np.abs(np.where(zero, 1.0, flat_e[idx])))
     parts = []
     if (~zero).any():
-        parts.append(f"the largest relative error is about {_about(100 * float(rel.max()))}%")
+        parts.append(f"the largest relative error is about {_about(100 * float(rel.max()), _floors(tol)[0])}%")
     if zero.any():
         parts.append(f"where 0 is expected, the largest absolute error is about "
-                     f"{_about(float(np.abs(flat_a[idx][zero]).max()))}")
+                     f"{_about(float(np.abs(flat_a[idx][zero]).max()), _floors(tol)[1])}")
     return f"{n_wrong} of {n} entries are off: " + "; ".join(parts)
 
 
@@ -347,18 +381,84 @@ def _from_torch(value):
     return value
 
 
+def _is_complex(value) -> bool:
+    """Is ``value`` (already through :func:`_from_torch`) a complex number or an array with a complex dtype?
+
+    A complex value with zero imaginary part counts too: a real quantity computed through complex numbers
+    (``np.emath.log`` of a negative number, a complex dtype) is a mistake even where the imaginary part vanishes.
+    """
+    if isinstance(value, (complex, np.complexfloating)):
+        return True
+    if isinstance(value, (list, tuple, np.ndarray)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr = np.asarray(value)
+        except Exception:  # ragged or exotic: not a complex array
+            return False
+        if arr.dtype.kind == "c":
+            return True
+        if arr.dtype == object:
+            return any(isinstance(_from_torch(x), (complex, np.complexfloating)) or
+                       (isinstance(x, np.ndarray) and x.dtype.kind == "c") for x in arr.ravel()[:10_000])
+    return False
+
+
+def complex_message(value, what: str = "Your answer") -> str:
+    """The sentence for a complex answer: the learner's own value is shown when it is a single number."""
+    try:
+        arr = np.asarray(value)
+        shown = f" ({complex(arr.reshape(())):.4g})" if arr.size == 1 and arr.dtype != object else ""
+    except Exception:  # nothing to show
+        shown = ""
+    return (f"{what} is complex{shown}, but the quantity asked for is real: look for the log of a negative "
+            "number (np.emath.log returns complex numbers) or a complex dtype.")
+
+
+#: The sentence for a number beyond float64 (an int such as 10**400).
+TOO_LARGE = "A number in your answer is too large for a floating-point number (the largest is about 1.8e308)."
+
+_UNORDERED = (dict, set, frozenset)
+
+
+def answer_problem(exc: BaseException, answer) -> str | None:
+    """A sentence for an exception raised while reading ``answer``, when its cause is clear; else None.
+
+    An int too large for a float, or a dict or set where a sequence (tuple or list) is expected — the raw
+    exception text ("KeyError: 0", "'set' object is not subscriptable") would not help a learner.
+    """
+    if isinstance(exc, OverflowError):
+        return TOO_LARGE
+    if isinstance(exc, (TypeError, KeyError, IndexError, ValueError)):
+        if isinstance(answer, _UNORDERED):
+            return (f"Your answer is a {type(answer).__name__}; give a tuple or list, in the order the exercise "
+                    "states.")
+        if isinstance(answer, (list, tuple)):
+            inner = next((v for v in answer if isinstance(v, _UNORDERED)), None)
+            if inner is not None:
+                return (f"Your answer contains a {type(inner).__name__}; give each part as a tuple or list of "
+                        "numbers, in the order the exercise states.")
+    return None
+
+
 def output_data(value):
     """A function's result as plain data: a float (0-d), a float64 ndarray, or ``"returned <type>"``.
 
     Torch tensors (any float dtype, with or without grad) and numpy scalars are numbers; a list or tuple of
-    numbers is an array (so ``[x]`` has shape (1,)); strings, None, bools and dicts are not numbers.
+    numbers is an array (so ``[x]`` has shape (1,)); strings, None, bools and dicts are not numbers; complex
+    numbers, arrays and tensors (even with zero imaginary part) give ``"returned complex"``.
     """
     if isinstance(value, (str, bytes, bool, np.bool_, dict, type(None))) or callable(value):
         return f"returned {type(value).__name__}"
     try:
         if isinstance(value, (list, tuple)):
             value = [_from_torch(v) for v in value]
-        arr = np.asarray(_from_torch(value), dtype=float)
+        value = _from_torch(value)
+        if _is_complex(value):
+            return "returned complex"
+        arr = np.asarray(value, dtype=float)
+    except OverflowError:
+        return "returned a number too large for a float"
     except (TypeError, ValueError, RuntimeError):
         return f"returned {type(value).__name__}"
     if arr.dtype == object:
@@ -373,10 +473,17 @@ def _data_or_raise(value):
     return data
 
 
+def exit_message(who: str = "Your code", where: str = "") -> str:
+    """The sentence for learner code that called ``exit()`` / ``sys.exit()`` (``SystemExit``)."""
+    return (f"{who} called exit() (sys.exit){where}, which would stop Python: return the result "
+            "instead of exiting.")
+
+
 def run_case(fn: Callable, case: Case):
     """Call ``fn`` on ``case`` (on copies of its arguments) and return its output as plain data.
 
-    An exception becomes the string ``"raised <ExcType>: <message>"``; a non-numeric result
+    An exception (also ``SystemExit`` from ``exit()``; not ``KeyboardInterrupt``) becomes the string
+    ``"raised <ExcType>: <message>"``; a non-numeric result
     ``"returned <type>"`` (see :func:`output_data`). Floating-point warnings are silenced.
     """
     args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs or {})
@@ -384,7 +491,7 @@ def run_case(fn: Callable, case: Case):
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             value = case.probe(fn, *args, **kwargs) if case.probe else fn(*args, **kwargs)
-    except Exception as exc:  # the learner's function may fail in any way: that is data, not a crash
+    except (Exception, SystemExit) as exc:  # the learner's function may fail in any way (even exit()): data
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"raised {type(exc).__name__}: {message[:300]}"
     return output_data(value)
@@ -410,10 +517,16 @@ def _as_number(answer):
         answer = _from_torch(answer)
     except (TypeError, RuntimeError):
         return None, f"Expected a single number, got {type(answer).__name__}."
-    if isinstance(answer, numbers.Real):
-        return float(answer), None
+    if isinstance(answer, (list, tuple)):
+        answer = [_from_torch(v) for v in answer]
+    if _is_complex(answer):
+        return None, complex_message(answer)
     try:
+        if isinstance(answer, numbers.Real):
+            return float(answer), None
         arr = np.asarray(answer, dtype=float)
+    except OverflowError:
+        return None, TOO_LARGE
     except (TypeError, ValueError):
         return None, f"Expected a single number, got {type(answer).__name__}."
     if arr.size != 1:
@@ -427,7 +540,12 @@ def _as_array(answer):
     try:
         if isinstance(answer, (list, tuple)):
             answer = [_from_torch(v) for v in answer]
-        return np.asarray(_from_torch(answer), dtype=float), None
+        answer = _from_torch(answer)
+        if _is_complex(answer):
+            return None, complex_message(answer)
+        return np.asarray(answer, dtype=float), None
+    except OverflowError:
+        return None, TOO_LARGE
     except (TypeError, ValueError, RuntimeError):
         return None, f"Expected an array of numbers, got {type(answer).__name__}."
 
@@ -460,8 +578,10 @@ class NumberChecker:
 
     kind = "number"
 
-    def __init__(self, expected, tolerance: Tolerance, *, unit, misconceptions, negative, infinite_reason):
+    def __init__(self, expected, tolerance: Tolerance, *, unit, misconceptions, negative, infinite_reason,
+                 nan: Misconception | str | None = None):
         self._get = _lazy(expected)
+        self._nan = nan
         self.tolerance = tolerance
         self.unit = unit
         self._extra = tuple(misconceptions)
@@ -473,27 +593,30 @@ class NumberChecker:
         if problem:
             return Verdict(False, problem, INVALID)
         if math.isnan(value):
-            return _with_tolerance(Verdict(False, "Your answer is NaN: look for 0·log 0, log of a negative number "
-                                           "or 0/0."), self.tolerance)
+            if isinstance(self._nan, Misconception):  # the exercise knows the mistake that gives NaN
+                return _with_tolerance(Verdict(False, self._nan.message, WRONG, self._nan.name), self.tolerance)
+            text = self._nan or "look for 0·log 0, log of a negative number or 0/0."
+            return _with_tolerance(Verdict(False, f"Your answer is NaN: {text}"), self.tolerance)
         exp = float(self._get())
         tol = self.tolerance
         if _within(tol, value, exp):
             return Verdict(True, "Correct!", CORRECT)
         known = list(self._extra) + (unit_misconceptions(exp, self.unit) if self.unit else [])
         m = _match_misconception(value, known, exp, tol)
+        if _too_few_digits(tol, value, exp):  # right at the digits given: say so before naming any mistake
+            return _with_tolerance(Verdict(False, _rounding_message(tol, m), WRONG, "too-few-digits"), tol)
         if m:
             return _with_tolerance(Verdict(False, m.message, WRONG, m.name), tol)
-        if _too_few_digits(tol, value, exp):
-            return _with_tolerance(Verdict(False, _rounding_message(tol), WRONG, "too-few-digits"), tol)
         if self._negative and exp >= 0 and value < 0:
             return _with_tolerance(Verdict(False, self._negative), tol)
-        return _with_tolerance(Verdict(False, f"Not quite: your answer {_scalar_distance(value, exp, self._reason)}."),
-                               tol)
+        distance = _scalar_distance(value, exp, self._reason, tol)
+        return _with_tolerance(Verdict(False, f"Not quite: your answer {distance}."), tol)
 
 
 def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | None = None,
            decimals_: int | None = None, unit: str | None = "nats", misconceptions: Iterable[Misconception] = (),
-           negative: str | None = None, infinite_reason: str = INFINITE_KL) -> NumberChecker:
+           negative: str | None = None, infinite_reason: str = INFINITE_KL,
+           nan: Misconception | str | None = None) -> NumberChecker:
     """Checker for a single number.
 
     Parameters
@@ -513,6 +636,9 @@ def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | 
     negative : str, optional
         The message for a negative answer when the expected value is ≥ 0 (e.g. :data:`KL_NEVER_NEGATIVE`, for
         exercises whose statement says the quantity is a KL divergence). None: the generic message.
+    nan : Misconception or str, optional
+        A NaN answer: the misconception that produces it (its message is shown), or the end of the sentence
+        "Your answer is NaN: …". None: a generic hint (0·log 0, log of a negative number, 0/0).
     """
     if sigfigs is not None:
         tol = significant(sigfigs)
@@ -521,7 +647,7 @@ def number(expected, *, rtol: float = 1e-4, atol: float = 1e-10, sigfigs: int | 
     else:
         tol = relative(rtol, atol)
     return NumberChecker(expected, tol, unit=unit, misconceptions=misconceptions, negative=negative,
-                         infinite_reason=infinite_reason)
+                         infinite_reason=infinite_reason, nan=nan)
 
 
 class ArrayChecker:
@@ -550,10 +676,10 @@ class ArrayChecker:
             return Verdict(True, "Correct!", CORRECT)
         known = list(self._extra) + (unit_misconceptions(exp, self.unit) if self.unit else [])
         m = _match_misconception(arr, known, exp, tol)
+        if _too_few_digits(tol, arr, exp):  # right at the digits given: say so before naming any mistake
+            return _with_tolerance(Verdict(False, _rounding_message(tol, m), WRONG, "too-few-digits"), tol)
         if m:
             return _with_tolerance(Verdict(False, m.message, WRONG, m.name), tol)
-        if _too_few_digits(tol, arr, exp):
-            return _with_tolerance(Verdict(False, _rounding_message(tol), WRONG, "too-few-digits"), tol)
         return _with_tolerance(Verdict(False, f"Not quite: {_array_distance(arr, exp, tol)}."), tol)
 
 
@@ -764,8 +890,10 @@ class FunctionChecker:
     kind = "function"
 
     def __init__(self, reference: Callable, cases, *, rtol: float, atol: float, misconceptions, name: str,
-                 diagnose=None, remark=None, allowed=(), infinite_reason: str = INFINITE_KL, seed: int = 12345):
+                 diagnose=None, remark=None, allowed=(), infinite_reason: str = INFINITE_KL, seed: int = 12345,
+                 nan_hint=None):
         self._reference = reference
+        self._nan_hint = nan_hint
         self._make_cases = cases
         self.tolerance = outputs(rtol, atol)
         self._extra = tuple(misconceptions)
@@ -832,6 +960,11 @@ class FunctionChecker:
         m = self._misconception(self._extra, j)
         if m:
             return Verdict(False, m.message, WRONG, m.name)
+        low = _low_precision(j)
+        if low:
+            return Verdict(False, f"Your {self.name} computes in {low[0]} (about {low[1]:.0e} relative rounding), "
+                           "which is coarser than this exercise's tolerance: compute in float64 (torch.float64 or "
+                           ".double() for tensors, np.float64 for arrays).", WRONG, "low-precision")
         if self._diagnose:
             verdict = self._diagnose(j)
             if verdict is not None:
@@ -845,7 +978,7 @@ class FunctionChecker:
         out, ref, case = j.outputs[i], j.refs[i], j.cases[i]
         if ref.ndim == 0:
             return Verdict(False, f"Your {name} gives a wrong result on {case.description}: the result "
-                           f"{_scalar_distance(float(out), float(ref), self._reason)}.")
+                           f"{_scalar_distance(float(out), float(ref), self._reason, self.tolerance)}.")
         return Verdict(False, f"Your {name} gives a wrong result on {case.description}: "
                        f"{_array_distance(out, ref, self.tolerance, self._reason)}.")
 
@@ -854,10 +987,18 @@ class FunctionChecker:
         name = self.name
         for i in failing:
             out, case = j.outputs[i], j.cases[i]
+            if isinstance(out, str) and out.startswith("raised SystemExit"):
+                return Verdict(False, exit_message(f"Your {name}", f" on {case.description}"), INVALID)
             if isinstance(out, str) and out.startswith("raised"):
                 return Verdict(False, f"Your {name} {out} on {case.description}.")
         for i in failing:
             out, case = j.outputs[i], j.cases[i]
+            if isinstance(out, str) and out == "returned a number too large for a float":
+                return Verdict(False, f"Your {name} returned a number too large for a floating-point number "
+                               f"(above about 1.8e308) on {case.description}.", INVALID)
+            if isinstance(out, str) and out == "returned complex":
+                return Verdict(False, complex_message(None, f"The result of your {name} on {case.description}"),
+                               INVALID)
             if isinstance(out, str):
                 return Verdict(False, f"Your {name} {out} on {case.description}, not a number or an array of "
                                "numbers.", INVALID)
@@ -868,8 +1009,9 @@ class FunctionChecker:
                                INVALID)
         for i in failing:
             if np.isnan(j.outputs[i]).any():
-                return Verdict(False, f"Your {name} returns NaN on {j.cases[i].description}: look for 0·log 0 "
-                               "(terms with p = 0 contribute 0) or 0/0.")
+                hint = self._nan_hint(j.cases[i]) if callable(self._nan_hint) else self._nan_hint
+                hint = hint or NAN_HINT
+                return Verdict(False, f"Your {name} returns NaN on {j.cases[i].description}: {hint}")
         return None
 
     def _misconception(self, misconceptions, j: Judged, where=lambda case: True):
@@ -899,9 +1041,44 @@ class FunctionChecker:
         return None
 
 
+def _low_precision(j: Judged) -> tuple[str, float] | None:
+    """(dtype name, its rounding) when every failing output is a float32, float16 or bfloat16 value (exactly
+    representable, as a float64 converted from that dtype is) and off only at that dtype's rounding level.
+
+    Outputs reach :meth:`FunctionChecker.judge` as float64 plain data, so the dtype is read from the values: a
+    float64 computation practically never lands on float32-representable numbers everywhere.
+    """
+    failing = j.failing()
+    outs = [j.outputs[i] for i in failing]
+    if not failing or any(isinstance(o, str) or o.shape != j.refs[i].shape for o, i in zip(outs, failing,
+                                                                                           strict=True)):
+        return None
+    values = np.concatenate([o.ravel() for o in outs])
+    values = values[np.isfinite(values) & (values != 0)]
+    if values.size == 0:
+        return None
+    with np.errstate(all="ignore"):
+        single = values.astype(np.float32)
+        if not np.all(single.astype(np.float64) == values):
+            return None
+        if np.all((single.view(np.uint32) & 0xFFFF) == 0):  # 8 significant bits (these fit float16 too)
+            name, eps = "bfloat16", 2.0**-8
+        elif np.all(single.astype(np.float16).astype(np.float32) == single):
+            name, eps = "float16", 2.0**-11
+        else:
+            name, eps = "float32", 2.0**-24
+        for i in failing:
+            out, ref = j.outputs[i], j.refs[i]
+            scale = float(np.max(np.abs(ref))) if ref.size and np.all(np.isfinite(ref)) else 0.0
+            if not (np.all(np.isfinite(out) == np.isfinite(ref)) and
+                    np.all(np.abs(out - ref)[np.isfinite(ref)] <= 256 * eps * max(scale, 1e-300))):
+                return None
+    return name, 2 * eps
+
+
 def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e-9,
              misconceptions: Iterable[Misconception] = (), name: str = "function", diagnose=None, remark=None,
-             allowed: Iterable[str] = (), infinite_reason: str = INFINITE_KL) -> FunctionChecker:
+             allowed: Iterable[str] = (), infinite_reason: str = INFINITE_KL, nan_hint=None) -> FunctionChecker:
     """Checker for "implement a function" exercises.
 
     Parameters
@@ -922,9 +1099,13 @@ def function(reference: Callable, cases, *, rtol: float = 1e-6, atol: float = 1e
         ``remark(judged) -> str`` appended to the "correct" message (e.g. a precision note).
     allowed : iterable of str
         klcourse functions the statement lets the learner call (qualified names); any other is rejected.
+    nan_hint : str or callable, optional
+        Ends the sentence "Your <name> returns NaN on <case>: …" (a callable receives the Case). None:
+        :data:`NAN_HINT`, written for divergences of probability vectors p, q.
     """
     return FunctionChecker(reference, cases, rtol=rtol, atol=atol, misconceptions=misconceptions, name=name,
-                           diagnose=diagnose, remark=remark, allowed=allowed, infinite_reason=infinite_reason)
+                           diagnose=diagnose, remark=remark, allowed=allowed, infinite_reason=infinite_reason,
+                           nan_hint=nan_hint)
 
 
 # --------------------------------------------------------------------------- choices and open answers
@@ -999,8 +1180,11 @@ class PredicateChecker:
     def __call__(self, answer) -> Verdict:
         try:
             result = self._test(answer)
-        except (ValueError, TypeError, IndexError) as exc:
-            return Verdict(False, f"This answer cannot be used: {exc}", INVALID)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+            problem = answer_problem(exc, answer)
+            if problem is None and isinstance(exc, (KeyError, OverflowError)):
+                raise  # not a sentence written for the learner: evaluate() says it could not check
+            return Verdict(False, problem or f"This answer cannot be used: {exc}", INVALID)
         if isinstance(result, Verdict):
             return _with_tolerance(result, self.tolerance)
         ok, message = result
@@ -1010,7 +1194,8 @@ class PredicateChecker:
 def predicate(test: Callable[[object], tuple[bool, str]], *, tolerance: Tolerance | None = None) -> PredicateChecker:
     """Checker for open answers (e.g. a counterexample): ``test(answer)`` returns ``(ok, message)`` or a Verdict.
 
-    A ``ValueError``, ``TypeError`` or ``IndexError`` raised by ``test`` becomes an "invalid answer" sentence.
+    A ``ValueError``, ``TypeError`` or ``IndexError`` raised by ``test`` becomes an "invalid answer" sentence (a
+    dict or set where a sequence is expected, or a number too large for a float, gets its own sentence).
     ``tolerance`` states what is accepted (its sentence ends every "wrong" message).
     """
     return PredicateChecker(test, tolerance)
@@ -1024,9 +1209,13 @@ def probability_answer(x, name: str) -> np.ndarray:
     rounding passes), and the vector is then divided by its sum in float64.
     """
     try:
-        arr = np.asarray(_from_torch(x), dtype=float)
+        x = [_from_torch(v) for v in x] if isinstance(x, (list, tuple)) else _from_torch(x)
+        complex_ = _is_complex(x)
+        arr = None if complex_ else np.asarray(x, dtype=float)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{name} must be a vector of numbers, got {type(x).__name__}") from None
+    if complex_:
+        raise ValueError(f"{name} is complex; probabilities are real numbers")
     if arr.ndim != 1 or arr.size < 2:
         raise ValueError(f"{name} must be a 1-D vector of at least two probabilities, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):

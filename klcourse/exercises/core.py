@@ -177,14 +177,62 @@ def _load_chapters() -> None:
             importlib.import_module(f"klcourse.exercises.{info.name}")
 
 
+def normalise_id(exercise_id):
+    """An exercise id as registered: surrounding spaces removed, lower case (non-strings are returned as given)."""
+    return exercise_id.strip().lower() if isinstance(exercise_id, str) else exercise_id
+
+
+def _closest_ids(exercise_id: str) -> list[str]:
+    """Registered ids that look like ``exercise_id`` (a typo), at most three, closest first."""
+    import difflib
+
+    key = normalise_id(exercise_id)
+    chapter, _, name = key.rpartition(".")
+    if chapter in CHAPTERS:  # a known chapter: compare the short names of its exercises
+        short = {k.split(".", 1)[1]: k for k in _REGISTRY if k.split(".")[0] == chapter}
+        return [short[k] for k in difflib.get_close_matches(name, list(short), n=3, cutoff=0.6)]
+    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.6)
+    if not close and name:  # a wrong chapter: the exercises whose short name is close, in any chapter
+        short = {k.split(".", 1)[1]: k for k in _REGISTRY}
+        close = [short[k] for k in difflib.get_close_matches(name, list(short), n=3, cutoff=0.6)]
+    return close
+
+
+def unknown_id_message(exercise_id, answer=None) -> str:
+    """One sentence for an exercise id that is not registered (or not a string), naming the closest ids."""
+    _load_chapters()
+    if isinstance(answer, str) and normalise_id(answer) in _REGISTRY:
+        return f"The arguments are swapped: the exercise id comes first, check(\"{normalise_id(answer)}\", answer)."
+    if not isinstance(exercise_id, str):
+        return (f"The first argument must be the exercise id, a string such as \"gaussians.kl-by-hand\" as "
+                f"printed next to the exercise; got {type(exercise_id).__name__}.")
+    close = _closest_ids(exercise_id)
+    if close:
+        names = " or ".join(f'"{k}"' for k in close)
+        return f"There is no exercise \"{exercise_id}\"; did you mean {names}?"
+    chapter = normalise_id(exercise_id).split(".")[0]
+    if chapter in CHAPTERS:
+        names = ", ".join(f'"{e.id}"' for e in list_exercises(chapter))
+        return f"There is no exercise \"{exercise_id}\"; the exercises of that chapter are {names}."
+    return (f"There is no exercise \"{exercise_id}\": copy the id printed next to the exercise "
+            "(list_exercises() lists them all).")
+
+
 def get_exercise(exercise_id: str) -> Exercise:
-    """The registered :class:`Exercise` with this id; a ``KeyError`` names the exercises of its chapter."""
+    """The registered :class:`Exercise` with this id (spaces around it and case do not matter).
+
+    An unknown id raises a ``KeyError`` naming the closest ids and the exercises of its chapter.
+    """
     _load_chapters()
     try:
-        return _REGISTRY[exercise_id]
-    except KeyError:
-        close = [k for k in _REGISTRY if k.split(".")[0] == exercise_id.split(".")[0]]
+        return _REGISTRY[normalise_id(exercise_id)]
+    except (KeyError, TypeError):
+        if not isinstance(exercise_id, str):
+            raise KeyError(f"no exercise with id {exercise_id!r}: an exercise id is a string") from None
+        close = [k for k in _REGISTRY if k.split(".")[0] == normalise_id(exercise_id).split(".")[0]]
         hint = f" Exercises in that chapter: {', '.join(sorted(close))}." if close else ""
+        similar = [k for k in _closest_ids(exercise_id) if k not in close]
+        hint += f" Did you mean {' or '.join(similar)}?" if similar else ""
         raise KeyError(f"no exercise with id {exercise_id!r}.{hint}") from None
 
 
@@ -220,6 +268,7 @@ def tolerance_text(exercise_id: str) -> str:
 def evaluate(exercise_id: str, answer) -> Feedback:
     """Check ``answer`` without printing anything."""
     exercise = get_exercise(exercise_id)
+    exercise_id = exercise.id  # " Gaussians.KL-gauss " is "gaussians.kl-gauss"
     # The tolerance is stated before and after a right answer too (a wrong one states it in its message), so a
     # reader of the book sees under every exercise what it accepts.
     stated = "" if exercise.kind in ("choice", "predict") else " " + tolerance_text(exercise_id)
@@ -228,8 +277,15 @@ def evaluate(exercise_id: str, answer) -> Feedback:
                         NOT_ANSWERED)
     try:
         verdict = exercise.checker(answer)
+    except SystemExit:  # the learner's code, run by a checker, called exit(): not a reason to stop
+        from klcourse.exercises.checkers import exit_message
+
+        verdict = Verdict(False, exit_message(), INVALID)
     except Exception as exc:  # a checker must never show a learner a traceback
-        verdict = Verdict(False, f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
+        from klcourse.exercises.checkers import answer_problem
+
+        problem = answer_problem(exc, answer)  # a dict or set for a sequence, an int beyond float64
+        verdict = Verdict(False, problem or f"Could not check this answer ({type(exc).__name__}: {exc}).", INVALID)
         from klcourse._optional import missing_package_verdict
 
         verdict = missing_package_verdict(exc, verdict)  # no torch / scikit-learn: say which extra installs it
@@ -245,7 +301,8 @@ def check(exercise_id: str, answer) -> Feedback:
     Parameters
     ----------
     exercise_id : str
-        ``"<chapter-slug>.<short-name>"``, as printed next to the exercise.
+        ``"<chapter-slug>.<short-name>"``, as printed next to the exercise (case and surrounding spaces do not
+        matter). An unknown id gets an "invalid" Feedback naming the closest ids, not an exception.
     answer
         A number, array, string or function, depending on the exercise; ``...`` means not answered yet.
 
@@ -255,6 +312,14 @@ def check(exercise_id: str, answer) -> Feedback:
         In Jupyter the returned object displays itself; elsewhere it is also printed.
         ``.passed`` and ``.message`` for scripts.
     """
+    _load_chapters()
+    if not isinstance(exercise_id, str) or normalise_id(exercise_id) not in _REGISTRY:
+        # a typo in the id is the learner's mistake too: a sentence, not a KeyError (nothing recorded)
+        shown = exercise_id if isinstance(exercise_id, str) else repr(exercise_id)
+        feedback = Feedback(shown, False, unknown_id_message(exercise_id, answer), INVALID)
+        if not _in_ipython():
+            print(feedback)
+        return feedback
     feedback = evaluate(exercise_id, answer)
     _RESULTS.append(feedback)
     from klcourse.exercises.hints import point_to_hint  # learner tools

@@ -133,7 +133,7 @@ def soft_target_cases(rng: np.random.Generator) -> list[Case]:
         Case("logits [2, 1, 0.1] at T = 0.5", (np.array([2.0, 1.0, 0.1]), 0.5)),
         Case("equal logits [4, 4, 4, 4] at T = 2 (must be uniform)", (np.full(4, 4.0), 2.0)),
         Case("logits as large as 2000 at T = 2 (exp(1000) overflows: subtract the largest logit first)",
-             (np.array([2000.0, 1990.0, 0.0]), 2.0)),
+             (np.array([2000.0, 1990.0, 0.0]), 2.0), tag="overflow"),
         Case("a very high temperature T = 100", (np.array([5.0, -3.0, 0.0, 1.0]), 100.0)),
         Case("a batch of 4 rows of 5 logits at T = 2 (softmax over each row, the last axis)",
              (rng.normal(0.0, 3.0, size=(4, 5)), 2.0)),
@@ -160,6 +160,10 @@ register(
         softmax_with_temperature,
         soft_target_cases,
         name="soft_targets",
+        nan_hint=lambda case: (
+            "exp(z / T) overflowed to inf, and inf / inf is NaN: subtract each row's largest z / T before "
+            "exponentiating (the softmax does not change)." if case.tag == "overflow" else
+            "these logits are moderate, so look for a 0/0 or a log of a negative number in the normalisation."),
         misconceptions=[
             Misconception("temperature-multiplied", lambda z, T: softmax_with_temperature(np.asarray(z) * T, 1.0),
                           "The logits are multiplied by T instead of divided: a high temperature must "

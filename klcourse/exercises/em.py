@@ -157,6 +157,8 @@ register(
         atol=1e-9,
         name="e_step",
         diagnose=_diagnose_underflow,
+        nan_hint="a row becomes 0/0 when every π_k N(x | μ_k, Σ_k) underflows to 0 (or a log-density is "
+                 "−inf − (−inf)): keep the row in log space and subtract its logsumexp before exponentiating.",
         misconceptions=[
             Misconception(
                 "forgot-weights",

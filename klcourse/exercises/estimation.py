@@ -230,6 +230,13 @@ def _precision_note(j: Judged) -> str:
     return ""
 
 
+def _k3_nan_hint(case: Case) -> str:
+    if case.tag == "support":
+        return ("look for inf − inf or 0·inf: where log p = −inf, log r = log p − log q is −inf and r = exp(log r) "
+                "is 0, so that draw's (r − 1) − log r is +inf and so is the mean.")
+    return "with finite log q and log p, r = exp(log p − log q) is positive: look for a 0/0 or a log of r − 1."
+
+
 def _k3_checker():
     def reference(log_q, log_p):
         return mc_kl(log_q, log_p, estimator="k3")
@@ -253,6 +260,7 @@ def _k3_checker():
         return None
 
     return function(reference, k3_cases, name="k3_estimate", misconceptions=misconceptions, diagnose=diagnose,
+                    nan_hint=_k3_nan_hint,
                     remark=_precision_note, infinite_reason="a draw where p = 0, i.e. log p = −inf")
 
 

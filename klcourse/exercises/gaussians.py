@@ -20,6 +20,7 @@ from klcourse.exercises.checkers import (
     Case,
     Judged,
     Misconception,
+    _from_torch,
     choice,
     conditions,
     forgot_half,
@@ -124,6 +125,10 @@ def _kl_gauss_unsquared(mu0, s0, mu1, s1):
     return math.log(s1 / s0) + (s0 + (mu0 - mu1) ** 2) / (2 * s1) - 0.5
 
 
+def _kl_gauss_log2(mu0, s0, mu1, s1):
+    return math.log2(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5
+
+
 def _kl_gauss_log10(mu0, s0, mu1, s1):
     return math.log10(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5
 
@@ -136,6 +141,7 @@ register(
         kl_normal,
         kl_gauss_cases,
         name="kl_gauss",
+        nan_hint="every case has σ0, σ1 > 0, so look for a log or square root of a negative number or a 0/0.",
         misconceptions=[
             swapped(lambda m0, s0, m1, s1: kl_normal(m1, s1, m0, s0)),
             sigma_for_variance(_kl_gauss_variances),
@@ -143,6 +149,10 @@ register(
             forgot_half(lambda m0, s0, m1, s1: kl_normal(m0, s0, m1, s1) + 0.5),
             Misconception("log10", _kl_gauss_log10,
                           "The log term looks like a base-10 logarithm; KL in nats uses the natural log "
+                          "(math.log / np.log)."),
+            unit_misconceptions(kl_normal, "nats")[0],  # the whole KL in bits
+            Misconception("log2", _kl_gauss_log2,
+                          "The log term looks like a base-2 logarithm (bits); KL in nats uses the natural log "
                           "(math.log / np.log)."),
         ],
     ),
@@ -154,6 +164,12 @@ def vae_term_expected() -> float:
     """D(N(mu, diag exp(logvar)) || N(0, I)) summed over the latent dimensions."""
     mu, logvar = np.array(VAE_MU), np.array(VAE_LOGVAR)
     return kl_diag_normal(mu, np.exp(0.5 * logvar), np.zeros_like(mu), np.ones_like(mu))
+
+
+def _vae_term_swapped() -> float:
+    """D(N(0, I) ‖ N(mu, diag exp(logvar))): the prior first."""
+    mu, logvar = np.array(VAE_MU), np.array(VAE_LOGVAR)
+    return kl_diag_normal(np.zeros_like(mu), np.ones_like(mu), mu, np.exp(0.5 * logvar))
 
 
 def _vae_logvar_as_logsigma() -> float:
@@ -174,6 +190,7 @@ register(
                           "That is the mean over the latent dimensions. The KL of a diagonal Gaussian is the "
                           "sum of the per-dimension KLs (independent coordinates add)."),
             sigma_for_variance(_vae_logvar_as_logsigma),
+            swapped(_vae_term_swapped),
             forgot_half(lambda: vae_term_expected() + len(VAE_MU) / 2),
             Misconception("factor-of-two", lambda: 2 * vae_term_expected(),
                           "Twice the right value: the bracket Σ(σ² + μ² − 1 − log σ²) is multiplied by 1/2."),
@@ -297,6 +314,12 @@ def _as_pair(candidate, which: str) -> tuple[float, float, float, float]:
 
 
 def _equal_mse_test(answer) -> tuple[bool, str]:
+    answer = _from_torch(answer)
+    if isinstance(answer, np.ndarray):  # a 2×4 array holds the two pairs as its rows
+        if answer.ndim != 2 or answer.shape[0] != 2:
+            raise TypeError(f"give two pairs, as an array of shape (2, 4) with one pair (mu0, sigma0, mu1, sigma1) "
+                            f"per row; got shape {answer.shape}")
+        answer = list(answer)
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         raise TypeError("give two pairs: ((mu0, sigma0, mu1, sigma1), (mu0', sigma0', mu1', sigma1'))")
     first, second = _as_pair(answer[0], "first"), _as_pair(answer[1], "second")

@@ -621,6 +621,7 @@ def hint(exercise_id: str, n: int | None = None) -> Hint:
     """
     if not isinstance(exercise_id, str):
         raise ValueError(f"exercise_id must be a string such as 'gaussians.kl-by-hand', got {exercise_id!r}")
+    exercise_id = exercise_id.strip().lower()  # as registered: case and surrounding spaces do not matter
     hints = _hints_of(exercise_id)
     if not hints:
         result = Hint(exercise_id, 0, 0, "This exercise has no hints; reread the section it refers to.")

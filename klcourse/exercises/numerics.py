@@ -33,6 +33,7 @@ from klcourse.exercises.checkers import (
     predicate,
     sum_vs_mean,
     swapped,
+    unit_misconceptions,
 )
 from klcourse.exercises.core import WRONG, Verdict, register
 from klcourse.gaussians import kl_normal
@@ -149,15 +150,28 @@ def _diagnose_bernoulli(j: Judged) -> Verdict | None:
     for _, got, _ in j.output("infinite"):
         if not isinstance(got, str) and got.size == 1 and np.isfinite(got).all():
             return Verdict(False, _CLIPPED, WRONG, "clipped")
+    # bits or log10 instead of nats, judged where a and b are well apart (a log-base slip may also lose digits
+    # on the near pairs, which must not hide it)
+    m = j.match(unit_misconceptions(kl_bernoulli, "nats"), where=lambda case: case.tag in ("separated", "edges"))
+    if m is not None:
+        return Verdict(False, m.message, WRONG, m.name)
     failing = j.failing()
     if failing and all(j.cases[i].tag == "near" for i in failing):
         return Verdict(False, _CANCELLATION, WRONG, "cancellation")
     return None
 
 
+def _bernoulli_nan_hint(case: Case) -> str:
+    if case.tag in ("edges", "infinite"):
+        return ("a term whose weight a (or 1 − a) is 0 contributes 0 whatever b is (0·log 0 = 0, also "
+                "0·log(0/0)), and b = 0 < a (or b = 1 > a) gives +inf, not NaN.")
+    return "here 0 < a, b < 1, so every log is finite: look for a 0/0 or a log of a negative number."
+
+
 def _kl_bernoulli_checker():
     return function(kl_bernoulli, _bernoulli_cases, rtol=BERNOULLI_RTOL, atol=0.0, name="kl_bernoulli",
                     misconceptions=[swapped(lambda a, b: kl_bernoulli(b, a))], diagnose=_diagnose_bernoulli,
+                    nan_hint=_bernoulli_nan_hint,
                     allowed=("klcourse.numerics.r_minus_log1p",))
 
 
@@ -198,6 +212,13 @@ register(
         kl_div_batch_expected,
         rtol=1e-5,
         negative=KL_NEVER_NEGATIVE,
+        nan=Misconception(
+            "log-target",
+            None,
+            "Your answer is NaN: F.kl_div's second argument (target) must hold probabilities P; given "
+            "log-probabilities it takes their log again (the log of a negative number). Pass P, or log P with "
+            "log_target=True.",
+        ),
         misconceptions=[
             Misconception(
                 "reduction-mean", lambda: kl_div_batch_expected() / _N_CLASSES,
