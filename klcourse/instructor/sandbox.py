@@ -194,7 +194,10 @@ def run(argv: list[str], *, limits: Limits, stdin_data: bytes = b"", binds_ro: d
     env = dict(env or {})
     base_env = {"PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp",
                 "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.mpl",
-                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                # the klcourse the caller runs (bound read-only at the same path, see _host_paths), ahead of the
+                # venv's own: an editable install's finder points at a checkout the sandbox does not see
+                "PYTHONPATH": str(Path(klcourse.__file__).resolve().parent.parent)}
     base_env.update(env)
     program = seccomp_program() if use_bwrap else None
     seccomp_fd = _program_fd(program) if program else None
