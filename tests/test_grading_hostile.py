@@ -932,3 +932,42 @@ def test_one_student_cannot_hand_in_a_hundred_notebooks(tmp_path, monkeypatch):
     page = (tmp_path / "out" / "grades_feedback" / "many.html").read_text()
     assert "at most" in page and "notebooks per student" in page
     assert len(run.files) == grading.MAX_NOTEBOOKS + 1
+
+
+def test_a_cpu_hog_next_to_an_honest_notebook_does_not_cost_it_marks(tmp_path):
+    """With --jobs 2, a notebook whose busy children each call setsid() (one scheduler group each) starved its
+    neighbour, whose cells then timed out (8/8 alone, 6/8 next to the hog). A file that hits a time limit while
+    others run is graded again alone, and that run counts."""
+    hog = notebook(
+        """
+        import os, signal, time
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the per-cell timer no longer ends this cell
+        end = time.monotonic() + 7
+        for _ in range(12):
+            try:
+                if os.fork() == 0:
+                    os.setsid()
+                    while time.monotonic() < end:
+                        pass
+                    os._exit(0)
+            except OSError:
+                break
+        while True:
+            try:
+                os.wait()
+            except ChildProcessError:
+                break
+        """)
+    busy = "t = time.process_time()\nwhile time.process_time() - t < 0.6:\n    pass\n"  # 0.6 s of CPU, 2 s allowed
+    honest = notebook("import time\ntime.sleep(1.5)",  # the hog's children are running by now
+                      *answer_cells({"definitions.predict-symmetry": busy + 'answer = "equal"',
+                                     "definitions.excess-bits": busy + f"answer = {EXCESS!r}"}))
+    subs = tmp_path / "subs"
+    for name, nb in {"a-hog/hw.ipynb": hog, "honest/hw.ipynb": honest}.items():
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, subs / name)
+    run = grade([subs], tmp_path / "out" / "grades.csv", assignment=SMALL, timeout=2.0, limit=10.0, jobs=2,
+                progress=False)
+    assert points_of(run)["honest"] == 3, [r.message for s in run.students for r in s.rows]
+    mine = next(o for o in run.files if o.student == "honest")
+    assert not mine.timed_out
