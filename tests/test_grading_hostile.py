@@ -971,3 +971,43 @@ def test_a_cpu_hog_next_to_an_honest_notebook_does_not_cost_it_marks(tmp_path):
     assert points_of(run)["honest"] == 3, [r.message for s in run.students for r in s.rows]
     mine = next(o for o in run.files if o.student == "honest")
     assert not mine.timed_out
+
+
+def test_a_long_string_answer_is_not_echoed_whole(tmp_path, monkeypatch):
+    """A choice checker quotes an answer that is not an option; a string answer may be 10 000 characters long,
+    and the gradebook, the summary and the feedback page carried all of it."""
+    from klcourse.instructor import grading
+
+    long = "spam " * 2000  # 10 000 characters, the most the data codec allows
+
+    def fake_run_file(path, student, jobs, **kwargs):
+        answers = {e: {"kind": "answer", "id": e, "data": {"t": "str", "v": long}} for e in POINTS}
+        return grading.FileOutcome(path, student, answers=answers, finished=True)
+
+    monkeypatch.setattr(grading, "run_file", fake_run_file)
+    (tmp_path / "subs" / "talker").mkdir(parents=True)
+    nbformat.write(notebook(*SMALL_HONEST), tmp_path / "subs" / "talker" / "hw.ipynb")
+    run = grade([tmp_path / "subs"], tmp_path / "out" / "grades.csv", assignment=SMALL, progress=False)
+    rows = {r.exercise: r for r in run.students[0].rows}
+    for row in rows.values():
+        assert not row.passed and "spam spam" in row.message, row.message  # the start is still quoted...
+        assert len(row.message) < 600, len(row.message)  # ...not all of it
+    files = [tmp_path / "out" / name for name in ("grades.csv", "grades_summary.csv")]
+    files.append(tmp_path / "out" / "grades_feedback" / "talker.html")
+    for path in files:
+        assert long[:1000] not in path.read_text()
+
+
+def test_the_limits_tables_state_the_limits_the_grader_applies():
+    """The memory limit is per process: the tables state the per-sandbox bound (processes × address space)."""
+    from klcourse.instructor import grading
+
+    limits = sandbox.Limits()
+    page = json.loads((ROOT / "book" / "instructors.ipynb").read_text())
+    texts = {"README": (ROOT / "README.md").read_text(),
+             "instructors": "".join("".join(c["source"]) for c in page["cells"])}
+    for name, text in texts.items():
+        assert f"at most {limits.processes}" in text, name
+        assert f"{limits.memory // 2**30} GB of address space per process" in text, name
+        assert f"{limits.processes * limits.memory // 2**30} GB" in text, name
+        assert f"{grading.MAX_NOTEBOOKS}" in text and "`.ipynb`" in text, name
