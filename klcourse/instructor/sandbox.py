@@ -173,7 +173,10 @@ def bwrap_available() -> bool:
 #: other sandboxes of a parallel run: one sandbox's children could stop its neighbour from starting); set inside,
 #: the kernel (>= 5.14, per-user-namespace counts) counts the sandbox's own processes. A grader running as root
 #: is not limited (the kernel exempts the host's root), see the README.
-_NPROC_SHIM = ("import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); "
+_NPROC_SHIM = ("import os, resource, sys\n"
+               "n, hard = int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NPROC)[1]\n"
+               "n = n if hard == resource.RLIM_INFINITY else min(n, hard)\n"
+               "resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
                "os.execvp(sys.argv[2], sys.argv[2:])")
 #: RLIMIT_NPROC of an unsandboxed run: there it counts every process of the grader's uid.
 FALLBACK_PROCESSES = 64
