@@ -828,3 +828,229 @@ def test_roster_ids_that_differ_only_in_case_are_refused(tmp_path):
     roster.write_text("id,name\nAnn,Ann One\nann,Ann Two\n")
     with pytest.raises(ValueError, match="twice"):
         read_roster(roster)
+
+
+# ------------------------------------------------------------------------------------------ attacks on the run itself
+#: two exercises without per-student data or function cases: a manifest needs no roster, secret or book
+SMALL = {"title": "HW", "exercises": [{"id": "definitions.predict-symmetry", "points": 1},
+                                      {"id": "definitions.excess-bits", "points": 2}]}
+SMALL_HONEST = answer_cells({"definitions.predict-symmetry": 'answer = "equal"',
+                             "definitions.excess-bits": f"answer = {EXCESS!r}"})
+
+
+def test_a_channel_flood_of_other_records_is_not_kept_by_the_grader(tmp_path):
+    """Every parsed record used to be kept until the run ended: 16 MB of '[],' in one line are ~5.6 M lists
+    (~400 MB) in the grader, per file. Lines over 1 MB are dropped unparsed; only answers to assigned exercises
+    are kept, the last of each, within a byte budget; the honest notebook in the same run is graded as usual."""
+    from klcourse.instructor import datacodec, grading
+
+    flood = notebook(
+        """
+        import json, os
+        def record(exercise, n):
+            return b'{"kind": "answer", "id": "' + exercise.encode() + b'", "data": [' + b'[],' * n + b'[]]}\\n'
+        lines = [record("not-an-exercise", 3 * 2**20 // 3)]  # 3 MB: over the line cap
+        lines += [record(f"other-{i}", 600_000 // 3) for i in range(10)]  # 600 kB each, not assigned
+        lines += [record("definitions.excess-bits", 900_000 // 3) for _ in range(5)]  # assigned, repeated
+        for fd in range(3, 64):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                    for line in lines:
+                        os.write(fd, line)
+            except OSError:
+                pass
+        """, *answer_cells({"definitions.predict-symmetry": 'answer = "equal"'}))
+    subs = tmp_path / "subs"
+    for name, nb in {"evil/a.ipynb": flood, "honest/hw.ipynb": notebook(*SMALL_HONEST)}.items():
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, subs / name)
+    run = grade([subs], tmp_path / "out" / "grades.csv", assignment=SMALL, timeout=CELL, limit=LIMIT, jobs=1,
+                progress=False)
+    evil = next(o for o in run.files if o.student == "evil")
+    assert set(evil.answers) <= {"definitions.predict-symmetry", "definitions.excess-bits"}, list(evil.answers)[:5]
+    kept = sum(len(r) if isinstance(r, bytes) else len(json.dumps(r)) for r in evil.answers.values())
+    assert kept <= datacodec.MAX_RECORD_BYTES + 1000 and kept <= grading.MAX_ANSWER_BYTES
+    assert any("longer than 1 MB" in e for e in evil.events), evil.events
+    assert points_of(run) == {"evil": 1, "honest": 3}
+
+
+def test_only_answers_to_assigned_exercises_are_kept_within_a_budget(tmp_path, monkeypatch):
+    """What run_file keeps of a channel: the last answer to each assigned exercise, not every record read."""
+    from klcourse.instructor import datacodec, grading
+
+    path = tmp_path / "flood.ipynb"
+    nbformat.write(notebook('check("definitions.excess-bits", 1.0)'), path)
+
+    def answer(exercise, text):
+        return (json.dumps({"kind": "answer", "id": exercise, "data": {"t": "str", "v": text}}) + "\n").encode()
+
+    channel = answer("definitions.excess-bits", "first")
+    channel += b"".join(answer(f"other-{i}", "x" * 3000) for i in range(4000))  # 12 MB of records for no exercise
+    channel += answer("definitions.excess-bits", "y" * 500_000) * 3  # the last one counts, once
+    channel += b'{"kind": "event", "text": "nested", "x": ' + b"[" * 300_000 + b"]" * 300_000 + b"}\n"
+    channel += answer("definitions.predict-symmetry", "equal") + b'{"kind": "done"}\n'
+    assert len(channel) < sandbox.MAX_CHANNEL
+    monkeypatch.setattr(grading.sandbox, "run", lambda argv, **kwargs: sandbox.RunResult(
+        0, False, {"stdout": channel, "stderr": b""}))
+    outcome = grading.run_file(str(path), "someone", {}, cell_timeout=2.0, limit=5.0, use_sandbox=False,
+                               exercises=["definitions.excess-bits", "definitions.predict-symmetry"])
+    assert sorted(outcome.answers) == ["definitions.excess-bits", "definitions.predict-symmetry"]
+    kept = sum(len(r) for r in outcome.answers.values())
+    assert 500_000 < kept < datacodec.MAX_RECORD_BYTES
+    assert grading._record(outcome.answers["definitions.excess-bits"])["data"]["v"] == "y" * 500_000
+    assert outcome.finished and any("JSON lists and objects" in e for e in outcome.events), outcome.events
+
+
+def test_one_student_cannot_hand_in_a_hundred_notebooks(tmp_path, monkeypatch):
+    """Every notebook gets its own wall-clock limit: 100 files from one student were 100 limits (630 s each by
+    default, ~17.5 h). Only .ipynb files are run, at most MAX_NOTEBOOKS per student; the rest are noted."""
+    from klcourse.instructor import grading
+
+    subs = tmp_path / "subs"
+    (subs / "many").mkdir(parents=True)
+    (subs / "honest").mkdir()
+    for i in range(12):
+        nbformat.write(notebook(*SMALL_HONEST), subs / "many" / f"copy{i:02d}.ipynb")
+    (subs / "many" / "script.py").write_text("print('hello')\n")
+    nbformat.write(notebook(*SMALL_HONEST), subs / "honest" / "hw.ipynb")
+    ran = []
+
+    def fake_run_file(path, student, jobs, **kwargs):
+        ran.append(path)
+        return grading.FileOutcome(path, student, finished=True)
+
+    monkeypatch.setattr(grading, "run_file", fake_run_file)
+    run = grade([subs], tmp_path / "out" / "grades.csv", assignment=SMALL, timeout=CELL, limit=LIMIT,
+                progress=False)
+    names = sorted(Path(p).name for p in ran if Path(p).parent.name == "many")
+    assert names == [f"copy{i:02d}.ipynb" for i in range(grading.MAX_NOTEBOOKS)]
+    assert [Path(p).parent.name for p in ran].count("honest") == 1
+    summary = {r["student"]: r["notes"] for r in _rows(tmp_path / "out" / "grades_summary.csv")}
+    assert f"copy{grading.MAX_NOTEBOOKS:02d}.ipynb: not graded: at most {grading.MAX_NOTEBOOKS}" in summary["many"]
+    assert "script.py: not graded: only Jupyter notebooks (.ipynb)" in summary["many"]
+    assert "not graded" not in summary["honest"]
+    page = (tmp_path / "out" / "grades_feedback" / "many.html").read_text()
+    assert "at most" in page and "notebooks per student" in page
+    assert len(run.files) == grading.MAX_NOTEBOOKS + 1
+
+
+def test_a_cpu_hog_next_to_an_honest_notebook_does_not_cost_it_marks(tmp_path):
+    """With --jobs 2, a notebook whose busy children each call setsid() (one scheduler group each) starved its
+    neighbour, whose cells then timed out (8/8 alone, 6/8 next to the hog). A file that hits a time limit while
+    others run is graded again alone, and that run counts."""
+    hog = notebook(
+        """
+        import os, signal, time
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the per-cell timer no longer ends this cell
+        end = time.monotonic() + 8
+        for _ in range(14):  # 16 processes per sandbox
+            try:
+                if os.fork() == 0:
+                    os.setsid()
+                    while time.monotonic() < end:
+                        pass
+                    os._exit(0)
+            except OSError:
+                break
+        while True:
+            try:
+                os.wait()
+            except ChildProcessError:
+                break
+        """)
+    busy = "t = time.process_time()\nwhile time.process_time() - t < 0.6:\n    pass\n"  # 0.6 s of CPU, 3 s allowed
+    honest = notebook("import time\ntime.sleep(1.5)",  # the hog's children are running by now
+                      *answer_cells({"definitions.predict-symmetry": busy + 'answer = "equal"',
+                                     "definitions.excess-bits": busy + f"answer = {EXCESS!r}"}))
+    subs = tmp_path / "subs"
+    for name, nb in {"a-hog/hw.ipynb": hog, "honest/hw.ipynb": honest}.items():
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, subs / name)
+    run = grade([subs], tmp_path / "out" / "grades.csv", assignment=SMALL, timeout=3.0, limit=10.0, jobs=2,
+                progress=False)
+    assert points_of(run)["honest"] == 3, [r.message for s in run.students for r in s.rows]
+    mine = next(o for o in run.files if o.student == "honest")
+    assert not mine.timed_out
+
+
+def test_a_long_string_answer_is_not_echoed_whole(tmp_path, monkeypatch):
+    """A choice checker quotes an answer that is not an option; a string answer may be 10 000 characters long,
+    and the gradebook, the summary and the feedback page carried all of it."""
+    from klcourse.instructor import grading
+
+    long = "spam " * 2000  # 10 000 characters, the most the data codec allows
+
+    def fake_run_file(path, student, jobs, **kwargs):
+        answers = {e: {"kind": "answer", "id": e, "data": {"t": "str", "v": long}} for e in POINTS}
+        return grading.FileOutcome(path, student, answers=answers, finished=True)
+
+    monkeypatch.setattr(grading, "run_file", fake_run_file)
+    (tmp_path / "subs" / "talker").mkdir(parents=True)
+    nbformat.write(notebook(*SMALL_HONEST), tmp_path / "subs" / "talker" / "hw.ipynb")
+    run = grade([tmp_path / "subs"], tmp_path / "out" / "grades.csv", assignment=SMALL, progress=False)
+    rows = {r.exercise: r for r in run.students[0].rows}
+    for row in rows.values():
+        assert not row.passed and "spam spam" in row.message, row.message  # the start is still quoted...
+        assert len(row.message) < 600, len(row.message)  # ...not all of it
+    files = [tmp_path / "out" / name for name in ("grades.csv", "grades_summary.csv")]
+    files.append(tmp_path / "out" / "grades_feedback" / "talker.html")
+    for path in files:
+        assert long[:1000] not in path.read_text()
+
+
+def test_the_limits_tables_state_the_limits_the_grader_applies():
+    """The memory limit is per process: the tables state the per-sandbox bound (processes × address space)."""
+    from klcourse.instructor import grading
+
+    limits = sandbox.Limits()
+    page = json.loads((ROOT / "book" / "instructors.ipynb").read_text())
+    texts = {"README": (ROOT / "README.md").read_text(),
+             "instructors": "".join("".join(c["source"]) for c in page["cells"])}
+    for name, text in texts.items():
+        assert f"at most {limits.processes}" in text, name
+        assert f"{limits.memory // 2**30} GB of address space per process" in text, name
+        assert f"{limits.processes * limits.memory // 2**30} GB" in text, name
+        assert f"{grading.MAX_NOTEBOOKS}" in text and "`.ipynb`" in text, name
+
+
+def test_the_process_limit_is_set_inside_the_sandbox():
+    """RLIMIT_NPROC set on bwrap counts every process of the grader's uid (an instructor with 70 processes
+    could start no sandbox; one sandbox's children counted against its neighbour's): it is set inside the
+    sandbox, where the kernel counts the sandbox's own processes, at Limits.processes (16)."""
+    import sys
+
+    code = "import resource; print(*resource.getrlimit(resource.RLIMIT_NPROC))"
+    result = sandbox.run([sys.executable, "-c", code], limits=sandbox.Limits(wall=20))
+    if not sandbox.bwrap_available():
+        assert not result.sandboxed
+        return
+    assert result.channels["stdout"].split() == [b"16", b"16"], result.channels
+    assert sandbox.Limits().processes == 16
+
+
+def test_runs_again_alone_stay_within_the_sum_of_the_limits(tmp_path, monkeypatch):
+    """Every file timing out in a parallel run: the lone runs stop when the run would outlast grading the
+    files one by one (N × the limit) by more than one limit."""
+    from klcourse.instructor import grading
+
+    calls = []
+
+    def fake_run_file(path, student, jobs, *, limit, **kwargs):
+        calls.append(path)
+        time.sleep(limit)
+        return grading.FileOutcome(path, student, timed_out=True, events=["timeout: stopped"])
+
+    monkeypatch.setattr(grading, "run_file", fake_run_file)
+    subs = tmp_path / "subs"
+    for i in range(4):
+        (subs / f"s{i}").mkdir(parents=True)
+        nbformat.write(notebook(*SMALL_HONEST), subs / f"s{i}" / "hw.ipynb")
+    start = time.monotonic()
+    run = grade([subs], tmp_path / "out" / "grades.csv", assignment=SMALL, limit=0.5, jobs=2, progress=False,
+                write=False)
+    elapsed = time.monotonic() - start
+    assert 4 < len(calls) < 8, calls  # some files were graded again alone, not all of them
+    assert elapsed < (4 + 1) * 0.5 + 1.0
+    events = [o.events[0] for o in run.files]
+    assert sum(e.startswith("graded again alone") for e in events) == len(calls) - 4
+    assert sum("time budget" in e for e in events) == 8 - len(calls)

@@ -19,6 +19,9 @@ MAX_ELEMENTS = 1_000_000  # numbers in one answer
 MAX_STRING = 10_000  # characters in one string
 MAX_ITEMS = 1_000  # entries of one list/tuple
 MAX_DEPTH = 6
+#: Bytes of one record (one JSON line) on a sandbox's output channel. The grader drops longer lines unparsed:
+#: 1 MB of ``[],`` parses into ~350 000 Python lists, and the channel allows 16 MB.
+MAX_RECORD_BYTES = 2**20
 _NUMERIC_KINDS = "biuf"
 
 

@@ -24,6 +24,7 @@ import os
 import re
 import stat
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,8 +38,19 @@ MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_CELLS = 2000
 #: Lines of a notebook's output channel that are read (an honest notebook writes one per check call and event).
 MAX_RECORDS = 10_000
+#: Bytes of answer records kept of one notebook: only answers to the assigned exercises are kept, the last one
+#: of each, as their JSON lines (parsed again when judged); a notebook that floods its channel with other records
+#: cannot make the grader hold more than this per file until the run ends.
+MAX_ANSWER_BYTES = 4 * 2**20
+#: JSON objects and arrays parsed from one notebook's channel (counted as ``{`` and ``[`` bytes before parsing):
+#: 16 MB of ``[],`` lines took the grader ~10 s to parse, outside any limit. An honest record has a few; an
+#: answer of 1000 numbers about 1000.
+MAX_PARSED_NODES = 200_000
 #: Without ``limit``, a notebook gets ``cell_timeout`` × its code cells, counting at most this many cells.
 DEFAULT_LIMIT_CELLS = 10
+#: Notebooks graded per student (each gets its own wall-clock limit): the first ones by name; the rest are refused
+#: with a note, as are files that are not ``.ipynb``.
+MAX_NOTEBOOKS = 5
 #: Canvas download names: ``<login>[_LATE]_<canvas user id>_<submission id>_<original name>``
 CANVAS_NAME = re.compile(r"^(?P<login>[A-Za-z0-9-]+?)(?:_LATE)?_(?P<canvas>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
 
@@ -111,7 +123,7 @@ class FileOutcome:
     path: str
     student: str
     error: str | None = None
-    answers: dict = field(default_factory=dict)  # exercise id -> record
+    answers: dict = field(default_factory=dict)  # assigned exercise id -> its last answer record (JSON bytes)
     events: list = field(default_factory=list)
     finished: bool = False
     timed_out: bool = False
@@ -152,6 +164,36 @@ def expand_submissions(paths) -> list[tuple[str, Path]]:
         else:
             raise ValueError(f"no such submission: {p}")
     return out
+
+
+def select_files(files: list[str], owners: dict) -> tuple[list[str], dict]:
+    """The files that are run, and ``{student: [notes]}`` on the ones that are not.
+
+    Only ``.ipynb`` files are graded, and at most :data:`MAX_NOTEBOOKS` of each student's (the first by name):
+    every notebook gets its own wall-clock limit, so a folder of 100 notebooks would hold the grader for 100
+    limits. Files of a folder that is not on the roster count as one student's.
+    """
+    chosen, refused, counts, skipped = [], {}, {}, {}
+    for f in files:
+        sid = owners[f][0]
+        key = "unknown:" + sid[8:].split("/")[0] if sid.startswith("unknown:") and "/" in sid else sid
+        name = Path(f).name
+        if not name.lower().endswith(".ipynb"):
+            why = "not graded: only Jupyter notebooks (.ipynb) are graded"
+        elif counts.get(key, 0) >= MAX_NOTEBOOKS:
+            why = f"not graded: at most {MAX_NOTEBOOKS} notebooks per student are graded (the first by name)"
+        else:
+            counts[key] = counts.get(key, 0) + 1
+            chosen.append(f)
+            continue
+        notes = refused.setdefault(sid, [])
+        if len(notes) < 2 * MAX_NOTEBOOKS:
+            notes.append(f"{name}: {why}")
+        else:
+            skipped[sid] = skipped.get(sid, 0) + 1
+    for sid, n in skipped.items():
+        refused[sid].append(f"(+{n} more files not graded)")
+    return chosen, refused
 
 
 def identify(path: str, root: Path, roster: list) -> tuple[str, str | None]:
@@ -351,10 +393,13 @@ def notebook_limit(code_cells: int, cell_timeout: float, limit: float | None) ->
 
 
 def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit: float | None,
-             use_sandbox: bool | None, loaded=None) -> FileOutcome:
+             use_sandbox: bool | None, loaded=None, exercises=None) -> FileOutcome:
     """Run one notebook in its sandbox and collect what it recorded (data only).
 
-    ``loaded`` is ``(notebook, error)`` as read by the grader before any submission ran.
+    ``loaded`` is ``(notebook, error)`` as read by the grader before any submission ran. Only answers to
+    ``exercises`` (by default: the ids of the notebook's check cells and the function exercises) are kept, the
+    last one of each, at most :data:`MAX_ANSWER_BYTES` in all; a record line longer than
+    :data:`datacodec.MAX_RECORD_BYTES` is dropped unparsed.
     """
     from klcourse.instructor.worker import _ids_in
 
@@ -384,7 +429,17 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
         outcome.events.append(f"more than {MAX_RECORDS} records on the output channel: the rest ignored")
     elif "stdout" in result.truncated or not channel.endswith(b"\n"):
         lines = lines[:-1]  # an incomplete last line
+    wanted = set(exercises) if exercises is not None else set(outcome.check_ids) | set(jobs)
+    kept, too_long, over_budget, nodes, too_many = 0, 0, 0, 0, 0
     for line in lines:
+        if len(line) >= datacodec.MAX_RECORD_BYTES:
+            too_long += 1
+            continue
+        cost = line.count(b"{") + line.count(b"[")  # an upper bound on what parsing the line builds
+        if nodes + cost > MAX_PARSED_NODES:
+            too_many += 1
+            continue
+        nodes += cost
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -392,8 +447,16 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
         if not isinstance(record, dict):
             continue
         kind = record.get("kind")
-        if kind == "answer" and isinstance(record.get("id"), str):
-            outcome.answers[record["id"]] = record
+        if kind == "answer":
+            exercise = record.get("id")
+            if not isinstance(exercise, str) or exercise not in wanted:
+                continue
+            old = len(outcome.answers.get(exercise, b""))
+            if kept - old + len(line) > MAX_ANSWER_BYTES:
+                over_budget += 1
+                continue
+            outcome.answers[exercise] = bytes(line)
+            kept += len(line) - old
         elif kind == "event" and isinstance(record.get("text"), str) and len(outcome.events) < 50:
             outcome.events.append(record["text"][:200])
             ids = record.get("ids")
@@ -402,6 +465,15 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
                     outcome.cell_errors.setdefault(exercise, record["text"][:200])
         elif kind == "done":
             outcome.finished = True
+    if too_long:
+        outcome.events.append(f"{too_long} record(s) longer than {datacodec.MAX_RECORD_BYTES // 2**20} MB on the "
+                              "output channel: ignored")
+    if too_many:
+        outcome.events.append(f"{too_many} record(s) beyond {MAX_PARSED_NODES} JSON lists and objects on the output "
+                              "channel: ignored")
+    if over_budget:
+        outcome.events.append(f"{over_budget} answer(s) beyond {MAX_ANSWER_BYTES // 2**20} MB of answers in all: "
+                              "ignored")
     if "stdout" in result.truncated:
         outcome.events.append(f"output channel flooded (more than {sandbox.MAX_CHANNEL // 2**20} MB): cut")
     if outcome.timed_out:
@@ -413,8 +485,45 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
 
 
 # ------------------------------------------------------------------------------------------ verdicts
+#: Characters of a learner's string that a message may echo (a string answer can be 10 000 characters long).
+MAX_ECHO = 200
+#: Characters of a message in the gradebook and the feedback, whatever else it quotes.
+MAX_MESSAGE = 1000
+
+
 def judge(assignment: Assignment, student: str, exercise_id: str, record: dict | None, jobs: dict):
-    """The grader's verdict (a :class:`klcourse.exercises.core.Feedback`) on one recorded answer."""
+    """The grader's verdict (a :class:`klcourse.exercises.core.Feedback`) on one recorded answer.
+
+    A string of the answer that the message quotes is cut to :data:`MAX_ECHO` characters, the message to
+    :data:`MAX_MESSAGE`.
+    """
+    fb = _judge(assignment, student, exercise_id, record, jobs)
+    if fb is None or len(fb.message) <= MAX_ECHO:
+        return fb
+    import dataclasses
+
+    try:
+        answer = datacodec.decode(record.get("data"))
+    except Exception:
+        answer = None
+    message = fb.message
+    for text in sorted(_long_strings(answer), key=len, reverse=True):
+        short = text[:MAX_ECHO]
+        message = message.replace(repr(text), f"{short!r}… ({len(text)} characters)").replace(text, short + "…")
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
+    return dataclasses.replace(fb, message=message)
+
+
+def _long_strings(value, depth: int = 0) -> set:
+    if isinstance(value, str):
+        return {value} if len(value) > MAX_ECHO else set()
+    if isinstance(value, (list, tuple)) and depth < datacodec.MAX_DEPTH:
+        return set().union(*(_long_strings(v, depth + 1) for v in value))
+    return set()
+
+
+def _judge(assignment: Assignment, student: str, exercise_id: str, record: dict | None, jobs: dict):
     from klcourse.exercises.core import INVALID, NOT_ANSWERED, Feedback, evaluate
 
     if record is None:
@@ -455,6 +564,17 @@ def judge(assignment: Assignment, student: str, exercise_id: str, record: dict |
     return evaluate(exercise_id, answer)
 
 
+def _record(kept) -> dict | None:
+    """A kept answer record (its JSON line, see :func:`run_file`), parsed."""
+    if kept is None or isinstance(kept, dict):
+        return kept
+    try:
+        record = json.loads(kept)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 _RANK = {"correct": 4, "wrong": 3, "invalid": 2, "not answered": 1}
 
 
@@ -481,7 +601,7 @@ def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], j
         if len(o.events) > 5:
             res.notes.append(f"{name}: (+{len(o.events) - 5} more)")
         for exercise in assignment.exercises:
-            fb = judge(assignment, student, exercise, o.answers.get(exercise), jobs)
+            fb = judge(assignment, student, exercise, _record(o.answers.get(exercise)), jobs)
             if fb is not None:
                 judged.setdefault(exercise, []).append((fb, name))
     verdicts: dict = {}
@@ -516,6 +636,14 @@ def combine(assignment: Assignment, student: str, outcomes: list[FileOutcome], j
 
 
 # ------------------------------------------------------------------------------------------ the run
+_CELL_TIMEOUT = re.compile(r"code cell \d+: timeout")
+
+
+def hit_time_limit(outcome: FileOutcome) -> bool:
+    """Whether a run stopped at the notebook's limit or one of its cells at the cell limit."""
+    return outcome.timed_out or any(_CELL_TIMEOUT.match(e) for e in outcome.events)
+
+
 def infer_assignment(files: list[str], exercises=None, loaded=None) -> Assignment:
     """Without a manifest: the given exercises, or what most of the class's notebooks list, 1 point each.
 
@@ -584,14 +712,15 @@ def grade(paths, out_csv="grades.csv", *, assignment=None, exercises=None, timeo
         raise ValueError("timeout and limit must be > 0 and jobs >= 1")
     start = time.monotonic()
     entries = expand_submissions(paths)
-    files = [f for f, _ in entries]
-    # every file is read before any submission runs: nothing a notebook writes changes what is graded
-    loaded = {f: _read_notebook(f) for f in files}
     if isinstance(assignment, (str, Path)):
         assignment = Assignment.from_manifest(read_manifest(assignment))
     elif isinstance(assignment, dict):
         assignment = Assignment.from_manifest(assignment)
-    elif assignment is None:
+    owners = {f: identify(f, root, assignment.roster if assignment else []) for f, root in entries}
+    files, refused = select_files([f for f, _ in entries], owners)
+    # every file is read before any submission runs: nothing a notebook writes changes what is graded
+    loaded = {f: _read_notebook(f) for f in files}
+    if assignment is None:
         assignment = infer_assignment(files, exercises, loaded)
     use = _sandbox_choice(sandbox)
     fjobs = {}
@@ -600,27 +729,56 @@ def grade(paths, out_csv="grades.csv", *, assignment=None, exercises=None, timeo
     for e in assignment.exercises:
         if get_exercise(e).kind == "function":
             fjobs[e] = function_job(e, assignment.hidden_seed)
-    owners = {f: identify(f, root, assignment.roster) for f, root in entries}
     bar = _Progress(len(files), enabled=progress)
 
+    running: set = set()
+    crowded: set = set()  # files that ran while another file was running
+    lock = threading.Lock()
+
     def one(path):
+        with lock:
+            if running:
+                crowded.update(running | {path})
+            running.add(path)
         try:
             outcome = run_file(path, owners[path][0], fjobs, cell_timeout=timeout, limit=limit, use_sandbox=use,
-                               loaded=loaded[path])
+                               loaded=loaded[path], exercises=assignment.exercises)
         except Exception as exc:  # never let one submission stop the rest
             outcome = FileOutcome(path, owners[path][0], error=f"grading failed: {type(exc).__name__}: {exc}")
+        finally:
+            with lock:
+                running.discard(path)
         bar.step(f"{Path(path).name}: {len(outcome.answers)} answer(s)")
         return outcome
 
+    began = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         outcomes = list(pool.map(one, files))
+    # A neighbour can starve a sandbox of CPU (many busy processes, each in its own session): a file that hit a
+    # time limit while other files ran is graded again, alone, and that run counts — as long as the grading stays
+    # within the sum of the files' limits (what grading them one by one could take) plus the longest limit.
+    walls = {f: notebook_limit(sum(c.get("cell_type") == "code" for c in loaded[f][0]["cells"]), timeout, limit)
+             for f in files if loaded[f][0] is not None}
+    budget = sum(walls.values()) + max(walls.values(), default=0)
+    for i, o in enumerate(outcomes):
+        if o.path in crowded and hit_time_limit(o):
+            if time.monotonic() - began + walls.get(o.path, 0) > budget:
+                o.events.insert(0, "not graded again alone: the class's time budget (the sum of the notebooks' "
+                                   "limits) is spent")
+                continue
+            bar.total += 1
+            again = one(o.path)
+            again.events.insert(0, "graded again alone (it hit a time limit while other submissions ran in "
+                                   "parallel): this run counts")
+            outcomes[i] = again
     by_student: dict = {}
     for o in outcomes:
         by_student.setdefault(o.student, []).append(o)
     roster = {s["id"]: s for s in assignment.roster}
     students = []
-    for sid in [s["id"] for s in assignment.roster] + sorted(k for k in by_student if k not in roster):
+    for sid in [s["id"] for s in assignment.roster] + sorted(k for k in {*by_student, *refused} if k not in roster):
         res = combine(assignment, sid, by_student.get(sid, []), fjobs, roster.get(sid))
+        res.notes += refused.get(sid, [])
         res.notes += sorted({owners[o.path][1] for o in by_student.get(sid, []) if owners[o.path][1]})
         if not by_student.get(sid):
             res.notes.append("no submission")

@@ -50,7 +50,7 @@ class Limits:
     wall: float = 60.0  # seconds for the whole run
     memory: int = 2 * 2**30  # address space, bytes
     file_size: int = 64 * 2**20  # largest file a run may write
-    processes: int = 64  # processes (threads count) in the run
+    processes: int = 16  # processes (threads count) in the run: a sandbox's own count, see _NPROC_SHIM
     open_files: int = 256
 
 
@@ -168,13 +168,27 @@ def bwrap_available() -> bool:
     return probe.returncode == 0
 
 
+#: Run first inside bwrap: sets RLIMIT_NPROC *after* the sandbox's user namespace exists, then execs the command.
+#: Set on bwrap itself, the limit would count every process of the grader's uid (the instructor's desktop, the
+#: other sandboxes of a parallel run: one sandbox's children could stop its neighbour from starting); set inside,
+#: the kernel (>= 5.14, per-user-namespace counts) counts the sandbox's own processes. A grader running as root
+#: is not limited (the kernel exempts the host's root), see the README.
+_NPROC_SHIM = ("import os, resource, sys\n"
+               "n, hard = int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NPROC)[1]\n"
+               "n = n if hard == resource.RLIM_INFINITY else min(n, hard)\n"
+               "resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
+               "os.execvp(sys.argv[2], sys.argv[2:])")
+#: RLIMIT_NPROC of an unsandboxed run: there it counts every process of the grader's uid.
+FALLBACK_PROCESSES = 64
+
+
 def _limit_child(limits: Limits, fallback: bool):
     def apply():
         soft = [(resource.RLIMIT_AS, limits.memory), (resource.RLIMIT_FSIZE, limits.file_size),
                 (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0),
                 (resource.RLIMIT_CPU, int(limits.wall) + 5)]
-        if not fallback or os.getuid() != 0:  # root ignores RLIMIT_NPROC; inside bwrap the uid is nobody
-            soft.append((resource.RLIMIT_NPROC, limits.processes))
+        if fallback and os.getuid() != 0:  # root ignores RLIMIT_NPROC; under bwrap it is set inside (_NPROC_SHIM)
+            soft.append((resource.RLIMIT_NPROC, max(limits.processes, FALLBACK_PROCESSES)))
         for which, value in soft:
             try:
                 resource.setrlimit(which, (value, value))
@@ -195,14 +209,15 @@ def run(argv: list[str], *, limits: Limits, stdin_data: bytes = b"", binds_ro: d
     base_env = {"PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp",
                 "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.mpl",
                 "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                # the klcourse this grader runs (bound read-only at the same path), not whichever one the venv's
-                # install points to: a second checkout (git worktree, CI clone) grades with its own code
+                # the klcourse the caller runs (bound read-only at the same path, see _host_paths), ahead of the
+                # venv's own: an editable install's finder points at a checkout the sandbox does not see
                 "PYTHONPATH": str(Path(klcourse.__file__).resolve().parent.parent)}
     base_env.update(env)
     program = seccomp_program() if use_bwrap else None
     seccomp_fd = _program_fd(program) if program else None
     if use_bwrap:
-        cmd = bwrap_command(binds_ro or {}, base_env, seccomp_fd) + argv
+        cmd = bwrap_command(binds_ro or {}, base_env, seccomp_fd) + [sys.executable, "-I", "-S", "-c", _NPROC_SHIM,
+                                                                     str(limits.processes), *argv]
         popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
         cmd = argv
