@@ -19,7 +19,8 @@ restricted by ``nb_eval_name_regex`` in ``_config.yml`` (:data:`EVAL_PATTERN` is
 from __future__ import annotations
 
 import re
-import sys
+
+from klcourse.exercises.core import _in_ipython as _in_kernel  # an IPython shell or kernel, none created
 
 __all__ = ["EVAL_PATTERN", "glue", "num", "glued_keys"]
 
@@ -69,11 +70,6 @@ def glue(name: str, value, display: bool = False) -> None:
         return
     nb_glue(name, value, display=display)
 
-
-def _in_kernel() -> bool:
-    """Whether this runs in an IPython shell or kernel (without importing IPython, or creating a shell)."""
-    ipython = sys.modules.get("IPython")
-    return bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
 def num(name: str, fmt: str = "") -> Shown:

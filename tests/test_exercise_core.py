@@ -994,3 +994,12 @@ def test_kl_div_batch_nan_names_log_probabilities_as_target():
     assert math.isnan(answer)  # the mistake really gives NaN
     fb = evaluate("numerics.kl-div-batch", answer)
     assert fb.misconception == "log-target" and "log_target=True" in fb.message
+
+
+def test_a_long_answer_is_quoted_short():
+    """A 10 000-character string where an option or a number is expected: the message quotes its start only."""
+    long = "spam " * 2000
+    for exercise_id in ("definitions.predict-symmetry", "definitions.kl-in-bits"):
+        message = evaluate(exercise_id, long).message
+        assert "'spam spam" in message and "(10002 characters)" in message, message
+        assert len(message) < 600, len(message)

@@ -415,6 +415,16 @@ def complex_message(value, what: str = "Your answer") -> str:
             "number (np.emath.log returns complex numbers) or a complex dtype.")
 
 
+#: Characters of a learner's answer that a message quotes (a string answer may be 10 000 characters long).
+MAX_ECHO = 200
+
+
+def echo(answer) -> str:
+    """``repr(answer)`` for a message, cut to :data:`MAX_ECHO` characters (with its length when cut)."""
+    text = repr(answer)
+    return text if len(text) <= MAX_ECHO else f"{text[:MAX_ECHO]}… ({len(text)} characters)"
+
+
 #: The sentence for a number beyond float64 (an int such as 10**400).
 TOO_LARGE = "A number in your answer is too large for a floating-point number (the largest is about 1.8e308)."
 
@@ -512,7 +522,7 @@ def _as_output(data):
 def _as_number(answer):
     """Return (float, None) or (None, sentence explaining why the answer is not a number)."""
     if isinstance(answer, (bool, np.bool_)) or isinstance(answer, (str, bytes)):
-        return None, f"Expected a single number, got {type(answer).__name__} {answer!r}."
+        return None, f"Expected a single number, got {type(answer).__name__} {echo(answer)}."
     try:
         answer = _from_torch(answer)
     except (TypeError, RuntimeError):
@@ -1147,7 +1157,7 @@ class ChoiceChecker:
                            INVALID)
         key = answer.strip().lower()
         if key not in self._normal:
-            return Verdict(False, f"Answer with one of {options}; got {answer!r}.", INVALID)
+            return Verdict(False, f"Answer with one of {options}; got {echo(answer)}.", INVALID)
         if key == self._right():
             return Verdict(True, "Correct!", CORRECT)
         return Verdict(False, self._explain(key), WRONG, key)

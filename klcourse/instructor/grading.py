@@ -485,42 +485,20 @@ def run_file(path: str, student: str, jobs: dict, *, cell_timeout: float, limit:
 
 
 # ------------------------------------------------------------------------------------------ verdicts
-#: Characters of a learner's string that a message may echo (a string answer can be 10 000 characters long).
-MAX_ECHO = 200
-#: Characters of a message in the gradebook and the feedback, whatever else it quotes.
+#: Characters of a message in the gradebook and the feedback (the checkers already cut what they quote of an
+#: answer to ``checkers.MAX_ECHO``; this bounds any message whatever it quotes).
 MAX_MESSAGE = 1000
 
 
 def judge(assignment: Assignment, student: str, exercise_id: str, record: dict | None, jobs: dict):
-    """The grader's verdict (a :class:`klcourse.exercises.core.Feedback`) on one recorded answer.
-
-    A string of the answer that the message quotes is cut to :data:`MAX_ECHO` characters, the message to
-    :data:`MAX_MESSAGE`.
-    """
+    """The grader's verdict (a :class:`klcourse.exercises.core.Feedback`) on one recorded answer; its message is
+    cut to :data:`MAX_MESSAGE` characters."""
     fb = _judge(assignment, student, exercise_id, record, jobs)
-    if fb is None or len(fb.message) <= MAX_ECHO:
+    if fb is None or len(fb.message) <= MAX_MESSAGE:
         return fb
     import dataclasses
 
-    try:
-        answer = datacodec.decode(record.get("data"))
-    except Exception:
-        answer = None
-    message = fb.message
-    for text in sorted(_long_strings(answer), key=len, reverse=True):
-        short = text[:MAX_ECHO]
-        message = message.replace(repr(text), f"{short!r}… ({len(text)} characters)").replace(text, short + "…")
-    if len(message) > MAX_MESSAGE:
-        message = message[:MAX_MESSAGE] + "…"
-    return dataclasses.replace(fb, message=message)
-
-
-def _long_strings(value, depth: int = 0) -> set:
-    if isinstance(value, str):
-        return {value} if len(value) > MAX_ECHO else set()
-    if isinstance(value, (list, tuple)) and depth < datacodec.MAX_DEPTH:
-        return set().union(*(_long_strings(v, depth + 1) for v in value))
-    return set()
+    return dataclasses.replace(fb, message=fb.message[:MAX_MESSAGE] + "…")
 
 
 def _judge(assignment: Assignment, student: str, exercise_id: str, record: dict | None, jobs: dict):
